@@ -45,4 +45,57 @@ struct plan_spec {
 	unsigned pool_size_line;
 };
 
+/* Where a reserved range came from. */
+enum plan_origin {
+	PLAN_ORIGIN_CONFIG,  /* [ports] reserved */
+	PLAN_ORIGIN_CATALOG, /* reserved_catalog */
+	PLAN_ORIGIN_KERNEL,  /* ip_local_reserved_ports with from_kernel = yes */
+};
+
+/* One reserved range as the operator sees it in `berthctl show reserved`. */
+struct plan_reservation {
+	uint16_t lo, hi;
+	enum plan_origin origin;
+	unsigned line;     /* config line, for PLAN_ORIGIN_CONFIG (else 0) */
+	char catalog[32];  /* catalog name, for PLAN_ORIGIN_CATALOG */
+	char service[96];  /* the catalog's service and description */
+};
+
+/*
+ * Where plan_build() looks outside the config.  Zero-initialised fields take
+ * the defaults, so tests point these at fixtures and production passes {0}.
+ */
+struct plan_env {
+	const char *sysctl_dir;          /* default "/proc/sys/net/ipv4" */
+	const char *const *catalog_dirs; /* NULL-terminated; searched after the
+					    config's catalog_dir; NULL = the
+					    source tree's and the installed
+					    data/catalog */
+};
+
+/*
+ * A built plan.  Public so the pool, berthctl and berthd can read it
+ * directly; treat it as read-only after plan_build().
+ */
+struct plan {
+	const char *file;           /* borrowed from the spec */
+	uint16_t dynamic_lo, dynamic_hi;
+	char dynamic_how[128];      /* how the range was given, for people:
+				       "max_user_port = 5000 (legacy) at
+				       berth.conf:4" */
+	struct portset dynamic;     /* dynamic_lo..dynamic_hi */
+	struct portset reserved;    /* union of every reservation */
+	struct portset kernel_reserved; /* ip_local_reserved_ports as read now */
+	bool kernel_read;           /* false when it could not be read */
+	struct portset allowed;     /* dynamic minus reserved: the pool's ports */
+	bool avoid_in_use;          /* also skip ports local sockets hold */
+	uint32_t pool_size;         /* 0 when there is no [pool] */
+	unsigned pool_size_line;
+	struct plan_reservation *res; /* owned by the plan, nres entries, sorted */
+	size_t nres;
+};
+
+/* Free a plan from plan_build(); NULL is a no-op. */
+void plan_free(struct plan *plan);
+
 #endif

@@ -1,8 +1,109 @@
-/* berthctl: berth's operator tool.  Placeholder until the verbs land. */
+/* berthctl: berth's operator tool.  Parses the command line and dispatches
+ * to one verb per file (see ctl.h). */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-int main(void)
+#include "berth/portplan.h"
+#include "ctl/ctl.h"
+
+static void usage(FILE *f)
 {
-	fprintf(stderr, "berthctl: not built yet\n");
-	return 1;
+	fputs("usage: berthctl [-c FILE] VERB [ARGS]\n"
+	      "\n"
+	      "Offline verbs (read the config, the kernel and /proc; no daemon needed):\n"
+	      "  show dynamicport tcp|udp   the dynamic port range, netsh style\n"
+	      "  show reserved              reserved ranges and where each came from\n"
+	      "  check                      conflicts: reserved ports held by processes,\n"
+	      "                             a pool that cannot fit; exit 1 on any\n"
+	      "  who PORT[/udp|/tcp]        which processes hold PORT\n"
+	      "  apply [--dry-run]          merge the reserved ports into the kernel's\n"
+	      "                             ip_local_reserved_ports (needs root)\n"
+	      "\n"
+	      "Options:\n"
+	      "  -c, --config FILE          config file (default: the built-in default)\n"
+	      "  -h, --help                 this help\n"
+	      "  -V, --version              print the version\n"
+	      "\n"
+	      "Exit status: 0 ok, 1 conflicts found, 2 usage or environment error.\n",
+	      f);
+}
+
+static int run_plan_verb(const char *config, int argc, char **argv)
+{
+	const char *verb = argv[0];
+	int rc = CTL_ERROR;
+	struct plan *plan = NULL;
+
+	if (strcmp(verb, "show") == 0 && argc == 3 &&
+	    strcmp(argv[1], "dynamicport") == 0) {
+		if ((plan = ctl_load_plan(config, stderr)))
+			rc = ctl_show_dynamicport(plan, argv[2], stdout, stderr);
+	} else if (strcmp(verb, "show") == 0 && argc == 2 &&
+		   strcmp(argv[1], "reserved") == 0) {
+		if ((plan = ctl_load_plan(config, stderr)))
+			rc = ctl_show_reserved(plan, stdout, stderr);
+	} else if (strcmp(verb, "check") == 0 && argc == 1) {
+		if ((plan = ctl_load_plan(config, stderr)))
+			rc = ctl_check(plan, "/proc", stdout, stderr);
+	} else if (strcmp(verb, "apply") == 0 &&
+		   (argc == 1 || (argc == 2 && strcmp(argv[1], "--dry-run") == 0))) {
+		if ((plan = ctl_load_plan(config, stderr)))
+			rc = ctl_apply(plan, "/proc/sys/net/ipv4", argc == 2,
+				       stdout, stderr);
+	} else {
+		fprintf(stderr, "berthctl: bad arguments for '%s' (see berthctl --help)\n",
+			verb);
+	}
+	plan_free(plan);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	const char *config = NULL;
+	int c;
+
+	/* "+" stops at the verb so verbs can take their own dashed options. */
+	while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return CTL_OK;
+		case 'V':
+			puts("berthctl " BERTH_VERSION);
+			return CTL_OK;
+		default:
+			usage(stderr);
+			return CTL_ERROR;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		usage(stderr);
+		return CTL_ERROR;
+	}
+	if (strcmp(argv[0], "who") == 0) {
+		if (argc != 2) {
+			fputs("berthctl: usage: berthctl who PORT[/udp|/tcp]\n", stderr);
+			return CTL_ERROR;
+		}
+		return ctl_who(argv[1], "/proc", stdout, stderr);
+	}
+	if (strcmp(argv[0], "show") == 0 || strcmp(argv[0], "check") == 0 ||
+	    strcmp(argv[0], "apply") == 0)
+		return run_plan_verb(config, argc, argv);
+	fprintf(stderr, "berthctl: unknown verb '%s' (see berthctl --help)\n", argv[0]);
+	return CTL_ERROR;
 }

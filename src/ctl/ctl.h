@@ -1,0 +1,44 @@
+/*
+ * berthctl's verbs.  Each verb lives in its own file and returns the process
+ * exit status: 0 success, 1 a finding the operator must act on (conflicts),
+ * 2 a usage or environment error (message already printed to err).
+ */
+#ifndef BERTH_CTL_H
+#define BERTH_CTL_H
+
+#include <stdio.h>
+
+#include "berth/portplan.h"
+
+/* Exit statuses shared by every verb. */
+enum { CTL_OK = 0, CTL_FINDING = 1, CTL_ERROR = 2 };
+
+/*
+ * Load the config at path (NULL: the built-in default) and build its port
+ * plan.  Returns the plan (caller frees with plan_free) or NULL after
+ * printing file:line, key and reason to err.  (load.c)
+ */
+struct plan *ctl_load_plan(const char *path, FILE *err);
+
+/* show dynamicport tcp|udp, netsh style.  (show.c) */
+int ctl_show_dynamicport(const struct plan *plan, const char *proto, FILE *out,
+			 FILE *err);
+
+/* show reserved: one range per line with its origin.  (show.c) */
+int ctl_show_reserved(const struct plan *plan, FILE *out, FILE *err);
+
+/* check: reserved ports held by processes, pool fit, kernel sync.  (check.c)
+ * proc_root is "/proc" except in tests. */
+int ctl_check(const struct plan *plan, const char *proc_root, FILE *out,
+	      FILE *err);
+
+/* who PORT[/udp|/tcp]: which processes hold the port.  (who.c) */
+int ctl_who(const char *arg, const char *proc_root, FILE *out, FILE *err);
+
+/* apply [--dry-run]: merge the plan's reserved ports into the kernel's
+ * ip_local_reserved_ports.  sysctl_dir is "/proc/sys/net/ipv4" except in
+ * tests.  (apply.c) */
+int ctl_apply(const struct plan *plan, const char *sysctl_dir, int dry_run,
+	      FILE *out, FILE *err);
+
+#endif
