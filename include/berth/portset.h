@@ -58,6 +58,29 @@ bool portset_overlaps(const struct portset *s, const struct portset *t);
 int32_t portset_nth(const struct portset *s, uint32_t k);
 
 /*
+ * A rank index over a set: members before each 64-port word.  Build it once
+ * after the set changes (one pass), then portset_rank_nth() finds the k-th
+ * member with a binary search instead of a scan: the socket pool draws
+ * thousands of ports from one allowed set.  Public so callers can embed it.
+ */
+struct portset_rank {
+	uint32_t before[PORTSET_WORDS + 1]; /* private; [WORDS] = count */
+};
+
+/* Index s into r; r is stale once s changes. */
+void portset_rank_build(struct portset_rank *r, const struct portset *s);
+
+/* Members counted by the index (the set's size when it was built). */
+uint32_t portset_rank_count(const struct portset_rank *r);
+
+/*
+ * The k-th member of s, like portset_nth(), using r built from the same s.
+ * Returns -1 when k >= portset_rank_count(r).
+ */
+int32_t portset_rank_nth(const struct portset_rank *r, const struct portset *s,
+			 uint32_t k);
+
+/*
  * Walk the maximal runs of consecutive members in ascending order.  Start
  * with *cursor = 0; each call that returns true stores one run in *lo..*hi and
  * advances *cursor.  Returns false when no run is left.

@@ -82,21 +82,60 @@ bool portset_overlaps(const struct portset *s, const struct portset *t)
 	return false;
 }
 
+/* The k-th lowest member of word w (k < its popcount). */
+static int32_t select_in_word(const struct portset *s, unsigned w, uint32_t k)
+{
+	uint64_t bits = s->word[w];
+	/* Drop the k lowest members of this word; the next one is it. */
+	while (k--)
+		bits &= bits - 1;
+	return (int32_t)(w * 64u + (unsigned)__builtin_ctzll(bits));
+}
+
 int32_t portset_nth(const struct portset *s, uint32_t k)
 {
 	for (unsigned w = 0; w < PORTSET_WORDS; w++) {
-		uint64_t bits = s->word[w];
-		uint32_t here = (uint32_t)__builtin_popcountll(bits);
-		if (k >= here) {
-			k -= here;
-			continue;
-		}
-		/* Drop the k lowest members of this word; the next one is it. */
-		while (k--)
-			bits &= bits - 1;
-		return (int32_t)(w * 64u + (unsigned)__builtin_ctzll(bits));
+		uint32_t here = (uint32_t)__builtin_popcountll(s->word[w]);
+		if (k < here)
+			return select_in_word(s, w, k);
+		k -= here;
 	}
 	return -1;
+}
+
+void portset_rank_build(struct portset_rank *r, const struct portset *s)
+{
+	uint32_t n = 0;
+	for (unsigned w = 0; w < PORTSET_WORDS; w++) {
+		r->before[w] = n;
+		n += (uint32_t)__builtin_popcountll(s->word[w]);
+	}
+	r->before[PORTSET_WORDS] = n;
+}
+
+uint32_t portset_rank_count(const struct portset_rank *r)
+{
+	return r->before[PORTSET_WORDS];
+}
+
+int32_t portset_rank_nth(const struct portset_rank *r, const struct portset *s,
+			 uint32_t k)
+{
+	if (k >= r->before[PORTSET_WORDS])
+		return -1;
+	/* Find the first i with before[i] > k; the member is in word i - 1.
+	 * Empty words share their neighbour's count, so "first greater" (not
+	 * "last less or equal") is what lands on a word that has members. */
+	unsigned lo = 1, hi = PORTSET_WORDS;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (r->before[mid] > k)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	unsigned w = lo - 1;
+	return select_in_word(s, w, k - r->before[w]);
 }
 
 /* The first member >= from, or PORTSET_PORTS when there is none. */

@@ -125,6 +125,26 @@ static void test_nth(void **state)
 	assert_int_equal(prev, 5000);
 }
 
+static void test_rank_matches_nth(void **state)
+{
+	(void)state;
+	/* Sparse, dense, edges and empty words between members. */
+	const char *lists[] = { "7, 100-102, 65535", "1024-5000, 49152-65535",
+				"0", "65535", "0-65535", "",
+				"63, 64, 127-128, 30000, 30063-30064" };
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		struct portset s = parsed(lists[i]);
+		struct portset_rank r;
+		portset_rank_build(&r, &s);
+		uint32_t n = portset_count(&s);
+		assert_int_equal(portset_rank_count(&r), n);
+		for (uint32_t k = 0; k < n; k++)
+			assert_int_equal(portset_rank_nth(&r, &s, k),
+					 portset_nth(&s, k));
+		assert_int_equal(portset_rank_nth(&r, &s, n), -1);
+	}
+}
+
 static void test_parse_forms(void **state)
 {
 	(void)state;
@@ -219,6 +239,7 @@ int main(void)
 		cmocka_unit_test(test_add_range_word_edges),
 		cmocka_unit_test(test_algebra),
 		cmocka_unit_test(test_nth),
+		cmocka_unit_test(test_rank_matches_nth),
 		cmocka_unit_test(test_parse_forms),
 		cmocka_unit_test(test_parse_rejects),
 		cmocka_unit_test(test_format),
