@@ -209,8 +209,9 @@ struct form_key {
 	const struct plan_setting *s;
 };
 
-/* Reject a pair of settings that both give the dynamic range. */
-static int check_conflicts(struct builder *b, bool kernel)
+/* Reject a pair of settings that both give the dynamic range.  kernel and
+ * legacy say whether from_kernel = yes and whether max_user_port is legacy. */
+static int check_conflicts(struct builder *b, bool kernel, bool legacy)
 {
 	const struct plan_spec *sp = b->spec;
 	const struct form_key range = { "dynamic_range", &sp->dynamic_range },
@@ -218,13 +219,16 @@ static int check_conflicts(struct builder *b, bool kernel)
 			      count = { "dynamic_count", &sp->dynamic_count },
 			      mup = { "max_user_port", &sp->max_user_port },
 			      kern = { "from_kernel", &sp->from_kernel };
-	/* Each pair may not be set together; dynamic_start with
-	 * max_user_port is legal for count semantics, checked later. */
+	/* No pair may be set together.  dynamic_start with max_user_port is
+	 * legal for count semantics (the count starts there) and comes last so
+	 * it is skipped unless max_user_port is legacy, which starts at 1024. */
 	const struct form_key pairs[][2] = {
 		{ range, start }, { range, count }, { range, mup }, { range, kern },
 		{ kern, start }, { kern, count }, { kern, mup }, { mup, count },
+		{ mup, start },
 	};
-	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+	size_t npairs = sizeof(pairs) / sizeof(pairs[0]) - (legacy ? 0 : 1);
+	for (size_t i = 0; i < npairs; i++) {
 		const struct form_key *x = &pairs[i][0], *y = &pairs[i][1];
 		if (!is_set(x->s) || !is_set(y->s))
 			continue;
@@ -346,16 +350,6 @@ static int dynamic_from_max_user_port(struct builder *b)
 		return -EINVAL;
 	}
 	if (strcasecmp(sem->value, "legacy") == 0) {
-		if (is_set(&sp->dynamic_start)) {
-			const struct form_key a = { "max_user_port", mup },
-					      c = { "dynamic_start", &sp->dynamic_start };
-			const struct form_key *first = a.s->line <= c.s->line ? &a : &c;
-			const struct form_key *second = first == &a ? &c : &a;
-			key_error(b, second->key, second->s->line,
-				  "conflicts with %s at %s:%u (legacy max_user_port always starts at 1024)",
-				  first->key, b->file, first->s->line);
-			return -EINVAL;
-		}
 		if (parse_key_uint(b, "max_user_port", mup, LEGACY_DYNAMIC_LO + 1,
 				   65535, "legacy: the last port of 1024..N", &n) < 0)
 			return -EINVAL;
@@ -395,7 +389,9 @@ static int choose_dynamic(struct builder *b, bool *kernel)
 			  "set without max_user_port (it says how to read max_user_port)");
 		return -EINVAL;
 	}
-	if (check_conflicts(b, *kernel) < 0)
+	bool legacy = is_set(&sp->max_user_port_semantics) &&
+		      strcasecmp(sp->max_user_port_semantics.value, "legacy") == 0;
+	if (check_conflicts(b, *kernel, legacy) < 0)
 		return -EINVAL;
 	if (is_set(&sp->dynamic_range))
 		return dynamic_from_range(b);
@@ -427,7 +423,7 @@ static int add_config_reserved(struct builder *b)
 	const struct plan_setting *s = &b->spec->reserved;
 	struct portset one;
 	char why[128];
-	const char *seps = ", \t\r\n";
+	const char *seps = ", \t\n\v\f\r"; /* as portset_parse */
 
 	if (!is_set(s))
 		return 0;
@@ -437,23 +433,19 @@ static int add_config_reserved(struct builder *b)
 		key_error(b, "reserved", s->line, "%s", why);
 		return -EINVAL;
 	}
+	/* The list is valid, so every element is "N" or "A-B" with both ends
+	 * in 0..65535 and A <= B: read the ranges back as written. */
 	for (const char *p = s->value + strspn(s->value, seps); *p;
 	     p += strspn(p, seps)) {
-		size_t len = strcspn(p, seps);
-		char tok[32];
-		uint32_t cursor = 0;
-		struct plan_reservation r = { .origin = PLAN_ORIGIN_CONFIG,
+		char *end;
+		unsigned long lo = strtoul(p, &end, 10);
+		unsigned long hi = *end == '-' ? strtoul(end + 1, &end, 10) : lo;
+		struct plan_reservation r = { .lo = (uint16_t)lo, .hi = (uint16_t)hi,
+					      .origin = PLAN_ORIGIN_CONFIG,
 					      .line = s->line };
-		snprintf(tok, sizeof(tok), "%.*s", (int)(len < 31 ? len : 31), p);
-		portset_clear(&one);
-		if (portset_parse(&one, tok, why, sizeof(why)) < 0 ||
-		    !portset_next_range(&one, &cursor, &r.lo, &r.hi)) {
-			key_error(b, "reserved", s->line, "garbage '%s'", tok);
-			return -EINVAL;
-		}
 		if (push_res(b, &r) < 0)
 			return -ENOMEM;
-		p += len;
+		p += strcspn(p, seps);
 	}
 	return 0;
 }
@@ -543,7 +535,7 @@ static int add_catalog(struct builder *b, const char *name, const char **dirs)
 static int add_catalogs(struct builder *b)
 {
 	const struct plan_setting *s = &b->spec->reserved_catalog;
-	const char *seps = ", \t\r\n";
+	const char *seps = ", \t\n\v\f\r"; /* as portset_parse */
 	char *extra = NULL;
 	const char **dirs = NULL;
 	int rc = 0;

@@ -303,6 +303,14 @@ static void test_reserved_as_written(void **state)
 	assert_string_equal(buf, "config (berth.conf:7)");
 	plan_free(p);
 
+	/* Ranges are read back whole, however long their digits run. */
+	spec.reserved.value = "000000000000000000000000000000000000001433-0001434";
+	p = build_ok(&spec);
+	assert_int_equal(p->nres, 1);
+	assert_int_equal(p->res[0].lo, 1433);
+	assert_int_equal(p->res[0].hi, 1434);
+	plan_free(p);
+
 	spec.reserved.value = "1433, 5000-4000";
 	expect_error(&spec, "berth.conf:7: [ports] reserved: ", "inverted range 5000-4000");
 	spec.reserved.value = "12x";
