@@ -95,7 +95,66 @@ struct plan {
 	size_t nres;
 };
 
+/*
+ * Build the port plan from the config's [ports] settings, the kernel and the
+ * catalogs.
+ *
+ * The dynamic range is given in at most one way:
+ *   dynamic_range = A-B              1 <= A <= B <= 65535
+ *   dynamic_start = S, dynamic_count = N   (netsh form) S..S+N-1; a count
+ *                                    alone starts at 49152, a start alone
+ *                                    runs to 65535
+ *   max_user_port = N with max_user_port_semantics =
+ *       legacy   1024..N, 1025 <= N <= 65535 (Windows 2000/2003)
+ *       count    N ports from dynamic_start (default 49152), 1 <= N
+ *                (Vista/2008 and later)
+ *   from_kernel = yes                ip_local_port_range, and the kernel's
+ *                                    reserved list joins the reservations
+ * and without any of them it is 49152-65535 (IANA).  ip_local_reserved_ports
+ * is always read into kernel_reserved when it can be (kernel_read says
+ * whether it could), so `berthctl check` can compare.
+ *
+ * spec: the raw settings; borrowed, and spec->file must outlive the plan.
+ * env:  where to find the kernel's files and the catalogs; borrowed; NULL or
+ *       zero fields take the defaults.
+ * err, errlen: on failure receives "FILE:LINE: [ports] KEY: reason" (or
+ *       "FILE:LINE: [pool] size: ..." when the pool does not fit).
+ *
+ * Returns a plan the caller frees with plan_free, or NULL on error.
+ */
+struct plan *plan_build(const struct plan_spec *spec,
+			const struct plan_env *env, char *err, size_t errlen);
+
 /* Free a plan from plan_build(); NULL is a no-op. */
 void plan_free(struct plan *plan);
+
+/*
+ * Describe where r came from, for people: "config (berth.conf:7)",
+ * "catalog sbs: ipsec-nat-t (IPsec NAT traversal)", "kernel".  file is the
+ * plan's file (borrowed).  Behaves like snprintf: writes at most len bytes
+ * and returns the length the whole text needs.
+ */
+size_t plan_origin_describe(const struct plan_reservation *r, const char *file,
+			    char *buf, size_t len);
+
+/*
+ * Merge the plan's reserved ports into the kernel's reserved list:
+ * merged = <sysctl_dir>/ip_local_reserved_ports as read now ∪ plan->reserved.
+ *
+ * plan: borrowed.  sysctl_dir: borrowed, NULL means "/proc/sys/net/ipv4".
+ * dry_run: when true, nothing is written.
+ * added: caller-owned; receives the ports the merge adds (empty when the
+ *   kernel already reserves everything).  Filled before anything is written,
+ *   so it is valid even when the write fails.
+ * err, errlen: a one-line reason on failure.
+ *
+ * When not a dry run and added is not empty, writes the merged list in the
+ * kernel's "a-b,c" form with one write.  Returns 0, or -errno: -EACCES or
+ * -EPERM (the message says to run as root or use --dry-run), or the error
+ * of reading or parsing the kernel's list.
+ */
+int plan_kernel_apply(const struct plan *plan, const char *sysctl_dir,
+		      bool dry_run, struct portset *added, char *err,
+		      size_t errlen);
 
 #endif
