@@ -1,6 +1,5 @@
 /* Unit tests for berthctl's show and apply verbs: exact output, usage
- * errors and exit statuses.  The verbs are built into berthctl, not into a
- * library, so this test compiles their sources in directly. */
+ * errors and exit statuses. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "ctl/apply.c"
-#include "ctl/show.c"
+#include "berth/portplan.h"
+#include "ctl/ctl.h"
 
 #define SYSCTL BERTH_TEST_DATADIR "/plan_sysctl"
 #define EXTRA BERTH_TEST_DATADIR "/plan_catalog_extra"
