@@ -475,9 +475,15 @@ static void read_comm(const char *proc_root, pid_t pid,
 	if (!fp)
 		return;
 	if (fgets(buf, sizeof(buf), fp)) {
-		buf[strcspn(buf, "\n")] = '\0';
-		if (buf[0])
-			snprintf(comm, PROCNET_COMM_LEN, "%s", buf);
+		/* The kernel keeps at most 15 characters; a longer line (only a
+		 * fixture can have one) is cut to that. */
+		size_t n = strcspn(buf, "\n");
+		if (n >= PROCNET_COMM_LEN)
+			n = PROCNET_COMM_LEN - 1;
+		if (n > 0) {
+			memcpy(comm, buf, n);
+			comm[n] = '\0';
+		}
 	}
 	fclose(fp);
 }
