@@ -1,10 +1,205 @@
-/* Placeholder: replaced by the check verb's real implementation. */
+/*
+ * berthctl check: what in the running system contradicts the port plan.
+ *
+ * Conflicts (exit 1): a reserved port some local socket holds right now,
+ * named with the process that holds it and where the reservation came from;
+ * a pool larger than the ports the plan leaves to it.  Warnings (exit 0):
+ * reserved ports the kernel does not reserve, so its ephemeral allocator may
+ * hand them to any outgoing connection until `berthctl apply` is run.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "berth/procnet.h"
 #include "ctl/ctl.h"
+
+/* By port, then tcp before udp, IPv4 before IPv6, address and pid, so the
+ * report does not depend on the order of /proc. */
+static int cmp_conflict(const void *a, const void *b)
+{
+	const struct procnet_sock *x = a, *y = b;
+	int c;
+
+	if (x->port != y->port)
+		return x->port < y->port ? -1 : 1;
+	if (x->proto != y->proto)
+		return x->proto == IPPROTO_TCP ? -1 : 1;
+	if (x->family != y->family)
+		return x->family == AF_INET ? -1 : 1;
+	if ((c = strcmp(x->addr, y->addr)) != 0)
+		return c;
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/* The first reservation that covers port, or NULL. */
+static const struct plan_reservation *find_reservation(const struct plan *plan,
+						       uint16_t port)
+{
+	for (size_t i = 0; i < plan->nres; i++)
+		if (plan->res[i].lo <= port && port <= plan->res[i].hi)
+			return &plan->res[i];
+	return NULL;
+}
+
+/* Where a reserved port came from, for people: " (config berth.conf:12)". */
+static void format_origin(const struct plan *plan, uint16_t port, char *buf,
+			  size_t len)
+{
+	const struct plan_reservation *r = find_reservation(plan, port);
+	const char *file = plan->file ? plan->file : "config";
+
+	buf[0] = '\0';
+	if (!r)
+		return;
+	switch (r->origin) {
+	case PLAN_ORIGIN_CONFIG:
+		if (r->line > 0)
+			snprintf(buf, len, " (config %s:%u)", file, r->line);
+		else
+			snprintf(buf, len, " (config %s)", file);
+		break;
+	case PLAN_ORIGIN_CATALOG:
+		if (r->service[0])
+			snprintf(buf, len, " (catalog %s: %s)", r->catalog,
+				 r->service);
+		else
+			snprintf(buf, len, " (catalog %s)", r->catalog);
+		break;
+	case PLAN_ORIGIN_KERNEL:
+		snprintf(buf, len, " (kernel ip_local_reserved_ports)");
+		break;
+	}
+}
+
+static void print_conflict(const struct plan *plan,
+			   const struct procnet_sock *s, FILE *out)
+{
+	char origin[160];
+	char holder[64];
+
+	format_origin(plan, s->port, origin, sizeof(origin));
+	if (s->pid >= 0)
+		snprintf(holder, sizeof(holder), "pid %d (%s)", (int)s->pid,
+			 s->comm);
+	else
+		snprintf(holder, sizeof(holder), "an unknown process");
+	fprintf(out, "conflict: reserved port %u/%s%s is held by %s on %s%s%s:%u (%s)\n",
+		(unsigned)s->port, procnet_proto_name(s), origin, holder,
+		s->family == AF_INET6 ? "[" : "", s->addr,
+		s->family == AF_INET6 ? "]" : "", (unsigned)s->port,
+		procnet_state_name(s));
+}
+
+/*
+ * Report every reserved port a local socket holds.  Returns the number of
+ * conflicts, or -1 after printing why /proc could not be read.
+ */
+static long check_held(const struct plan *plan, const char *proc_root,
+		       FILE *out, FILE *err)
+{
+	struct procnet_sock *v = NULL;
+	struct procnet_stats stats = { 0 };
+	size_t n = 0, held = 0;
+	long rc = -1;
+
+	int e = procnet_list(proc_root, PROCNET_TCP | PROCNET_UDP, &v, &n,
+			     &stats);
+	if (e < 0) {
+		fprintf(err, "berthctl: check: cannot read the socket tables in "
+			     "%s/net: %s\n", proc_root, strerror(-e));
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (portset_has(&plan->reserved, v[i].port) &&
+		    procnet_holds(&v[i]))
+			v[held++] = v[i];
+	e = procnet_owners(proc_root, v, held, &stats);
+	if (e < 0) {
+		fprintf(err, "berthctl: check: cannot list the processes in %s: "
+			     "%s\n", proc_root, strerror(-e));
+		goto out;
+	}
+	qsort(v, held, sizeof(*v), cmp_conflict);
+	for (size_t i = 0; i < held; i++)
+		print_conflict(plan, &v[i], out);
+	if (stats.unowned > 0 && stats.hidden_procs > 0)
+		fprintf(err, "berthctl: note: some owners are hidden (%zu "
+			     "processes could not be read): run as root\n",
+			stats.hidden_procs);
+	rc = (long)held;
+out:
+	free(v);
+	return rc;
+}
+
+/* A pool larger than its ports can never be filled.  Returns 1 when that
+ * is so (after saying it), else 0. */
+static int check_pool(const struct plan *plan, FILE *out)
+{
+	uint32_t room = portset_count(&plan->allowed);
+
+	if (plan->pool_size <= room)
+		return 0;
+	fprintf(out, "conflict: pool size %u (%s:%u) does not fit: the plan "
+		     "leaves only %u ports to the pool (dynamic range %u-%u "
+		     "minus reserved ports)\n",
+		plan->pool_size, plan->file ? plan->file : "config",
+		plan->pool_size_line, room, (unsigned)plan->dynamic_lo,
+		(unsigned)plan->dynamic_hi);
+	return 1;
+}
+
+/*
+ * Warn about reserved ports the kernel does not reserve.  Returns 0, or
+ * -ENOMEM when the list could not be formatted.
+ */
+static int check_kernel_sync(const struct plan *plan, FILE *out)
+{
+	struct portset missing = plan->reserved;
+	char *list = NULL;
+
+	if (portset_count(&plan->reserved) == 0)
+		return 0;
+	if (!plan->kernel_read) {
+		fputs("warning: the kernel's ip_local_reserved_ports could not "
+		      "be read, so whether it reserves the plan's reserved "
+		      "ports is unknown; \"berthctl apply\" (as root) makes "
+		      "sure it does\n", out);
+		return 0;
+	}
+	portset_diff(&missing, &plan->kernel_reserved);
+	uint32_t count = portset_count(&missing);
+	if (count == 0)
+		return 0;
+	size_t len = portset_format(&missing, NULL, 0, ", ") + 1;
+	list = malloc(len);
+	if (!list)
+		return -ENOMEM;
+	portset_format(&missing, list, len, ", ");
+	fprintf(out, "warning: the kernel does not reserve %u of the plan's "
+		     "reserved ports (%s), so it may hand them out as ephemeral "
+		     "ports; run \"berthctl apply\" as root\n", count, list);
+	free(list);
+	return 0;
+}
 
 int ctl_check(const struct plan *plan, const char *proc_root, FILE *out,
 	      FILE *err)
 {
-	(void)plan, (void)proc_root, (void)out;
-	fputs("berthctl: check is not built yet\n", err);
-	return CTL_ERROR;
+	long conflicts = check_held(plan, proc_root, out, err);
+
+	if (conflicts < 0)
+		return CTL_ERROR;
+	conflicts += check_pool(plan, out);
+	if (check_kernel_sync(plan, out) < 0) {
+		fputs("berthctl: check: out of memory\n", err);
+		return CTL_ERROR;
+	}
+	if (conflicts > 0)
+		return CTL_FINDING;
+	fputs("ok: no conflicts\n", out);
+	return CTL_OK;
 }

@@ -1,0 +1,314 @@
+/*
+ * Unit tests for `berthctl check` on hand-built plans and a fake /proc:
+ * the socket tables of tests/unit/data/proc_basic plus process directories
+ * made in a temp dir.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* The verbs are compiled only into the berthctl executable, not into a
+ * library the tests link, so the test compiles the verb itself. */
+#include "ctl/check.c"
+
+struct fixture {
+	char root[PATH_MAX]; /* fake proc_root */
+	struct plan *plan;
+	char *out, *err;
+	size_t out_len, err_len;
+};
+
+static void make_path(const struct fixture *f, char *buf, size_t len,
+		      const char *rel)
+{
+	int n = snprintf(buf, len, "%s/%s", f->root, rel);
+	assert_true(n > 0 && (size_t)n < len);
+}
+
+static void make_dir(const struct fixture *f, const char *rel)
+{
+	char p[PATH_MAX];
+	make_path(f, p, sizeof(p), rel);
+	assert_int_equal(mkdir(p, 0755), 0);
+}
+
+static void make_link(const struct fixture *f, const char *rel,
+		      const char *target)
+{
+	char p[PATH_MAX];
+	make_path(f, p, sizeof(p), rel);
+	assert_int_equal(symlink(target, p), 0);
+}
+
+static void make_file(const struct fixture *f, const char *rel,
+		      const char *text)
+{
+	char p[PATH_MAX];
+	make_path(f, p, sizeof(p), rel);
+	FILE *fp = fopen(p, "w");
+	assert_non_null(fp);
+	assert_true(fputs(text, fp) >= 0);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag,
+			struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+/*
+ * The fake /proc: the fixture socket tables, berthd (pid 100) holding
+ * 5300/tcp and 5300/udp, charon (pid 200) holding 4500/udp, 4500/tcp over
+ * IPv6 owned by no visible process, and one process whose fds cannot be
+ * read.
+ */
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	snprintf(f->root, sizeof(f->root), "%s/berth-check-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(f->root)) {
+		free(f);
+		return -1;
+	}
+	*state = f;
+	make_link(f, "net", BERTH_TEST_DATADIR "/proc_basic/net");
+	make_dir(f, "100");
+	make_dir(f, "100/fd");
+	make_link(f, "100/fd/3", "socket:[1001]");
+	make_link(f, "100/fd/4", "socket:[3001]");
+	make_file(f, "100/comm", "berthd\n");
+	make_dir(f, "200");
+	make_dir(f, "200/fd");
+	make_link(f, "200/fd/9", "socket:[3002]");
+	make_file(f, "200/comm", "charon\n");
+	/* Root ignores directory modes, so a file stands in for an fd
+	 * directory that cannot be opened. */
+	make_dir(f, "300");
+	make_file(f, "300/fd", "");
+
+	f->plan = calloc(1, sizeof(*f->plan));
+	if (!f->plan)
+		return -1;
+	*f->plan = (struct plan){
+		.file = "test.conf",
+		.dynamic_lo = 49152,
+		.dynamic_hi = 65535,
+		.kernel_read = true,
+	};
+	portset_add_range(&f->plan->dynamic, 49152, 65535);
+	f->plan->allowed = f->plan->dynamic;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	int rc = nftw(f->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (f->plan)
+		free(f->plan->res);
+	free(f->plan);
+	free(f->out);
+	free(f->err);
+	free(f);
+	return rc;
+}
+
+static void reserve(struct plan *plan, const char *list)
+{
+	char err[128] = "";
+	if (portset_parse(&plan->reserved, list, err, sizeof(err)) != 0)
+		fail_msg("bad list '%s': %s", list, err);
+	portset_diff(&plan->allowed, &plan->reserved);
+}
+
+static void kernel_reserves(struct plan *plan, const char *list)
+{
+	char err[128] = "";
+	if (portset_parse(&plan->kernel_reserved, list, err, sizeof(err)) != 0)
+		fail_msg("bad list '%s': %s", list, err);
+}
+
+/* Run check against the fixture and keep what it printed. */
+static int run_check(struct fixture *f, const char *proc_root)
+{
+	FILE *out = open_memstream(&f->out, &f->out_len);
+	FILE *err = open_memstream(&f->err, &f->err_len);
+	assert_non_null(out);
+	assert_non_null(err);
+	int rc = ctl_check(f->plan, proc_root ? proc_root : f->root, out, err);
+	assert_int_equal(fclose(out), 0);
+	assert_int_equal(fclose(err), 0);
+	return rc;
+}
+
+static void expect_in(const char *text, const char *part)
+{
+	if (!strstr(text, part))
+		fail_msg("expected '%s' in:\n%s", part, text);
+}
+
+static void expect_not_in(const char *text, const char *part)
+{
+	if (strstr(text, part))
+		fail_msg("did not expect '%s' in:\n%s", part, text);
+}
+
+static void test_clean(void **state)
+{
+	struct fixture *f = *state;
+
+	reserve(f->plan, "1433-1434, 3343");
+	kernel_reserves(f->plan, "1433-1434,3343,8080");
+	f->plan->pool_size = 2500;
+	assert_int_equal(run_check(f, NULL), CTL_OK);
+	assert_string_equal(f->out, "ok: no conflicts\n");
+	assert_string_equal(f->err, "");
+}
+
+static void test_held_reserved_ports(void **state)
+{
+	struct fixture *f = *state;
+	struct plan_reservation res[] = {
+		{ .lo = 4500, .hi = 4500, .origin = PLAN_ORIGIN_CATALOG,
+		  .catalog = "sbs", .service = "ipsec-nat-t IPsec NAT traversal" },
+		{ .lo = 5300, .hi = 5300, .origin = PLAN_ORIGIN_CONFIG,
+		  .line = 7 },
+		{ .lo = 50000, .hi = 50001, .origin = PLAN_ORIGIN_KERNEL },
+	};
+
+	f->plan->res = malloc(sizeof(res));
+	assert_non_null(f->plan->res);
+	memcpy(f->plan->res, res, sizeof(res));
+	f->plan->nres = 3;
+	/* 1433 is reserved but free; 50001 is only in TIME_WAIT. */
+	reserve(f->plan, "1433, 4500, 5300, 50000-50001");
+	kernel_reserves(f->plan, "1433,4500,5300,50000-50001");
+	assert_int_equal(run_check(f, NULL), CTL_FINDING);
+	assert_string_equal(f->out,
+		"conflict: reserved port 4500/tcp (catalog sbs: ipsec-nat-t IPsec "
+		"NAT traversal) is held by an unknown process on "
+		"[::ffff:127.0.0.1]:4500 (listen)\n"
+		"conflict: reserved port 4500/udp (catalog sbs: ipsec-nat-t IPsec "
+		"NAT traversal) is held by pid 200 (charon) on 0.0.0.0:4500 "
+		"(bound)\n"
+		"conflict: reserved port 5300/tcp (config test.conf:7) is held by "
+		"pid 100 (berthd) on 127.0.0.1:5300 (listen)\n"
+		"conflict: reserved port 5300/udp (config test.conf:7) is held by "
+		"pid 100 (berthd) on 127.0.0.1:5300 (bound)\n"
+		"conflict: reserved port 50000/tcp (kernel ip_local_reserved_ports) "
+		"is held by an unknown process on 127.0.0.1:50000 (established)\n");
+	expect_in(f->err, "some owners are hidden");
+	expect_in(f->err, "run as root");
+}
+
+static void test_reservation_without_origin(void **state)
+{
+	struct fixture *f = *state;
+
+	/* A plan with no res entries still names port, protocol and owner. */
+	reserve(f->plan, "4500");
+	kernel_reserves(f->plan, "4500");
+	assert_int_equal(run_check(f, NULL), CTL_FINDING);
+	expect_in(f->out, "conflict: reserved port 4500/udp is held by pid 200 "
+			  "(charon)");
+	expect_not_in(f->out, "ok:");
+}
+
+static void test_pool_does_not_fit(void **state)
+{
+	struct fixture *f = *state;
+
+	portset_clear(&f->plan->dynamic);
+	portset_add_range(&f->plan->dynamic, 60000, 61999);
+	f->plan->dynamic_lo = 60000;
+	f->plan->dynamic_hi = 61999;
+	f->plan->allowed = f->plan->dynamic;
+	reserve(f->plan, "61000-61099");
+	kernel_reserves(f->plan, "61000-61099");
+	f->plan->pool_size = 1901;
+	f->plan->pool_size_line = 9;
+	assert_int_equal(run_check(f, NULL), CTL_FINDING);
+	expect_in(f->out, "conflict: pool size 1901 (test.conf:9) does not fit");
+	expect_in(f->out, "only 1900 ports");
+	expect_in(f->out, "60000-61999");
+	expect_not_in(f->out, "ok:");
+
+	/* Exactly full is fine. */
+	free(f->out);
+	free(f->err);
+	f->plan->pool_size = 1900;
+	assert_int_equal(run_check(f, NULL), CTL_OK);
+	assert_string_equal(f->out, "ok: no conflicts\n");
+}
+
+static void test_kernel_out_of_sync(void **state)
+{
+	struct fixture *f = *state;
+
+	reserve(f->plan, "1433-1434, 3343, 8080, 9000-9100");
+	kernel_reserves(f->plan, "1433, 9000-9049");
+	assert_int_equal(run_check(f, NULL), CTL_OK);
+	expect_in(f->out, "warning: the kernel does not reserve 54 of the plan's "
+			  "reserved ports (1434, 3343, 8080, 9050-9100)");
+	expect_in(f->out, "berthctl apply");
+	expect_in(f->out, "ok: no conflicts\n");
+}
+
+static void test_kernel_unreadable(void **state)
+{
+	struct fixture *f = *state;
+
+	reserve(f->plan, "1433");
+	f->plan->kernel_read = false;
+	assert_int_equal(run_check(f, NULL), CTL_OK);
+	expect_in(f->out, "could not be read");
+	expect_in(f->out, "berthctl apply");
+	expect_in(f->out, "ok: no conflicts\n");
+}
+
+static void test_bad_proc_root(void **state)
+{
+	struct fixture *f = *state;
+
+	reserve(f->plan, "4500");
+	assert_int_equal(run_check(f, BERTH_TEST_DATADIR "/no_such_proc"),
+			 CTL_ERROR);
+	expect_in(f->err, "no_such_proc/net");
+	assert_string_equal(f->out, "");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_clean, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held_reserved_ports, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_reservation_without_origin,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_does_not_fit, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_kernel_out_of_sync, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_kernel_unreadable, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_bad_proc_root, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
