@@ -18,9 +18,8 @@
 
 #include <cmocka.h>
 
-/* The verbs are compiled only into the berthctl executable, not into a
- * library the tests link, so the test compiles the verb itself. */
-#include "ctl/check.c"
+#include "berth/portplan.h"
+#include "ctl/ctl.h"
 
 struct fixture {
 	char root[PATH_MAX]; /* fake proc_root */
