@@ -40,6 +40,8 @@ static struct vec load(const char *name)
 
 static void put(struct vec *v, const void *p, size_t n)
 {
+	if (n == 0)
+		return; /* p may be NULL then, which memcpy does not allow */
 	assert_true(v->n + n <= sizeof(v->b));
 	memcpy(v->b + v->n, p, n);
 	v->n += n;

@@ -16,6 +16,9 @@ Vectors (the unit test relies on the values noted here):
                           authority, glue in additional, OPT 1232;
                           dnspython compresses every repeated suffix
   dns_response_nxdomain.bin  ID 0x0001, NXDOMAIN for nope.example. A with SOA
+
+The fuzz corpus also gets a few hostile messages (hostile_seeds) that only
+the fuzzer uses; the unit test builds its own hostile cases.
 """
 import os
 import shutil
@@ -76,6 +79,22 @@ def response_nxdomain():
     return r
 
 
+def hostile_seeds():
+    """Malformed messages no encoder writes: fuzz seeds only."""
+    header = bytes.fromhex("4242 0000 0001 0001 0000 0000".replace(" ", ""))
+    question = b"\x03foo\x00\x00\x01\x00\x01"
+    rr_tail = b"\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x00"
+    return {
+        # Two pointers that each point backwards, yet loop (see the test).
+        "loop_two_pointers.bin": header + question + b"\x05abc\xc0\x15\xc0\x19"
+        + rr_tail,
+        # An OPT whose option claims more octets than its RDATA holds.
+        "opt_bad_option.bin": header[:6] + b"\x00\x00\x00\x00\x00\x01"
+        + question + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x06"
+        + b"\x00\x0a\x00\x03\xaa\xbb",
+    }
+
+
 def main():
     vectors = {
         "dns_query_a.bin": query_a(),
@@ -89,6 +108,9 @@ def main():
         with open(path, "wb") as f:
             f.write(msg.to_wire())
         shutil.copyfile(path, os.path.join(CORPUS, name[len("dns_"):]))
+    for name, wire in hostile_seeds().items():
+        with open(os.path.join(CORPUS, name), "wb") as f:
+            f.write(wire)
 
 
 if __name__ == "__main__":
