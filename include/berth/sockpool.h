@@ -117,7 +117,8 @@ struct pool_handle {
 
 /*
  * Build a pool.  cfg, allowed and excluded_in_use are copied (all borrowed
- * for the call only; excluded_in_use may be NULL).  Ports are drawn from
+ * for the call only; cfg == NULL takes every default, excluded_in_use may be
+ * NULL).  Ports are drawn from
  * allowed minus excluded_in_use; ops == NULL selects pool_sys_ops, and ctx
  * is passed to every op.  now_ms is the caller's clock, used to spread the
  * first rotation deadlines over [now_ms, now_ms + rotate_ms).

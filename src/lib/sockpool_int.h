@@ -35,10 +35,10 @@ struct pool {
 	struct pool_config cfg;       /* defaults applied */
 	struct pool_ops ops;
 	void *ctx;
-	struct portset allowed;
-	struct portset excluded;
-	struct portset avail;
-	uint32_t navail;
+	struct portset allowed;       /* the plan's ports, as given */
+	struct portset excluded;      /* never drawn again */
+	struct portset avail;         /* allowed - excluded - ports we hold */
+	uint32_t navail;              /* portset_count(&avail), kept current */
 	uint32_t nallowed;
 	struct pslot *slot;           /* cfg.size entries */
 	uint32_t nslots;
