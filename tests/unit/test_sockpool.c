@@ -1,0 +1,752 @@
+/*
+ * Unit tests for sockpool.  A fake backend stands in for the kernel and the
+ * CSPRNG: a seeded xorshift generator, and a bind that hands out fake fds,
+ * refuses chosen ports with EADDRINUSE/EACCES, and records every bind and
+ * close so each test can end by proving nothing leaked.  One test uses real
+ * sockets on 127.0.0.1.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "berth/sockpool.h"
+
+#define FAKE_FDS 8192
+#define FAKE_FD_BASE 100
+
+/*
+ * Upper 0.1% points of the chi-square distribution, from the regularised
+ * incomplete gamma function (R: qchisq(0.999, df)); a fair generator exceeds
+ * them one time in a thousand, and the fixed seeds below do not.
+ */
+#define CHI2_999_DF99 148.2304
+#define CHI2_999_DF19 43.8202
+
+struct fake {
+	uint64_t rng;              /* xorshift64 state, never 0 */
+	bool biased;               /* draw (8-bit value) % bound: a classic bug */
+	struct portset legal;      /* ports the pool may ever try */
+	struct portset inuse;      /* refused with EADDRINUSE */
+	struct portset acces;      /* refused with EACCES */
+	struct portset inuse6;     /* refused with EADDRINUSE for IPv6 only */
+	int hard_errno;            /* when non-zero: every bind fails so */
+	bool illegal_bind;         /* a port outside legal was tried */
+	uint32_t binds, closes, refusals;
+	int fd_port[FAKE_FDS];     /* -1: fd free */
+	int fd_family[FAKE_FDS];
+	uint32_t open_now;
+	/* Watch bookkeeping. */
+	uint32_t watch_open, watch_close;
+};
+
+static uint64_t xorshift(struct fake *f)
+{
+	f->rng ^= f->rng << 13;
+	f->rng ^= f->rng >> 7;
+	f->rng ^= f->rng << 17;
+	return f->rng;
+}
+
+static uint32_t fake_random(void *ctx, uint32_t bound)
+{
+	struct fake *f = ctx;
+	if (f->biased)
+		return (uint32_t)(xorshift(f) >> 56) % bound;
+	/* Multiply-shift: its bias, bound / 2^32, is far below detection. */
+	return (uint32_t)(((xorshift(f) >> 32) * (uint64_t)bound) >> 32);
+}
+
+static int fake_bind(void *ctx, int family, const void *addr, uint16_t port)
+{
+	struct fake *f = ctx;
+	(void)addr;
+	if (!portset_has(&f->legal, port))
+		f->illegal_bind = true;
+	if (f->hard_errno)
+		return -f->hard_errno;
+	if (portset_has(&f->inuse, port) ||
+	    (family == AF_INET6 && portset_has(&f->inuse6, port))) {
+		f->refusals++;
+		return -EADDRINUSE;
+	}
+	if (portset_has(&f->acces, port)) {
+		f->refusals++;
+		return -EACCES;
+	}
+	for (int i = 0; i < FAKE_FDS; i++) {
+		if (f->fd_port[i] >= 0)
+			continue;
+		f->fd_port[i] = port;
+		f->fd_family[i] = family;
+		f->binds++;
+		f->open_now++;
+		return FAKE_FD_BASE + i;
+	}
+	return -EMFILE;
+}
+
+static int fake_close(void *ctx, int fd)
+{
+	struct fake *f = ctx;
+	int i = fd - FAKE_FD_BASE;
+	assert_true(i >= 0 && i < FAKE_FDS);
+	assert_true(f->fd_port[i] >= 0); /* never a double close */
+	f->fd_port[i] = -1;
+	f->closes++;
+	f->open_now--;
+	return 0;
+}
+
+static const struct pool_ops fake_ops = {
+	.random_uniform = fake_random,
+	.bind_udp = fake_bind,
+	.close_fd = fake_close,
+};
+
+static struct fake *fake_new(uint64_t seed)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	f->rng = seed;
+	for (int i = 0; i < FAKE_FDS; i++)
+		f->fd_port[i] = -1;
+	return f;
+}
+
+static bool fake_is_open(const struct fake *f, int fd)
+{
+	int i = fd - FAKE_FD_BASE;
+	return i >= 0 && i < FAKE_FDS && f->fd_port[i] >= 0;
+}
+
+/* Free the pool and prove every bound fd was closed exactly once. */
+static void finish(struct pool *pool, struct fake *f)
+{
+	pool_free(pool);
+	assert_int_equal(f->open_now, 0);
+	assert_int_equal(f->binds, f->closes);
+	assert_false(f->illegal_bind);
+	free(f);
+}
+
+static struct portset range(uint16_t lo, uint16_t hi)
+{
+	struct portset s;
+	portset_clear(&s);
+	portset_add_range(&s, lo, hi);
+	return s;
+}
+
+static struct pool *make(struct fake *f, const struct pool_config *cfg,
+			 const struct portset *allowed,
+			 const struct portset *inuse, uint64_t now)
+{
+	char err[256] = "";
+	f->legal = *allowed;
+	if (inuse)
+		portset_diff(&f->legal, inuse);
+	struct pool *p = pool_create(cfg, allowed, inuse, &fake_ops, f, now,
+				     err, sizeof(err));
+	if (!p)
+		fail_msg("pool_create: %s", err);
+	return p;
+}
+
+/* The live (non-draining) port of slot idx. */
+static uint16_t slot_port(const struct pool *p, uint32_t idx)
+{
+	uint32_t cur = idx;
+	struct pool_sock_info in;
+	assert_true(pool_sock_next(p, &cur, &in));
+	assert_false(in.draining);
+	return in.port;
+}
+
+static void test_never_draws_excluded(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(0x9e3779b97f4a7c15u);
+	struct portset allowed = range(1024, 5000), inuse;
+	/* The sbs catalog's ports in that range play the reserved ones. */
+	portset_del(&allowed, 1433);
+	portset_del(&allowed, 4500);
+	struct portset res = range(3500, 3619);
+	portset_diff(&allowed, &res);
+	portset_clear(&inuse);
+	for (uint16_t p = 1030; p < 5000; p += 7)
+		portset_add(&inuse, p);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 2500,
+				 .rotate_ms = 100 }, &allowed, &inuse, 0);
+	/* Rotations draw thousands more ports; none may be illegal. */
+	for (uint64_t t = 0; t <= 400; t += 5)
+		pool_tick(pool, t);
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_true(st.rotations >= 4 * 2500);
+	uint32_t cur = 0;
+	struct pool_sock_info in;
+	while (pool_sock_next(pool, &cur, &in)) {
+		assert_true(portset_has(&allowed, in.port));
+		assert_false(portset_has(&inuse, in.port));
+	}
+	finish(pool, f);
+}
+
+static void test_distinct_ports(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(42);
+	struct portset allowed = range(40000, 40399);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 390 },
+				 &allowed, NULL, 0);
+	struct portset seen;
+	portset_clear(&seen);
+	uint32_t cur = 0, n = 0;
+	struct pool_sock_info in;
+	while (pool_sock_next(pool, &cur, &in)) {
+		assert_false(portset_has(&seen, in.port));
+		portset_add(&seen, in.port);
+		assert_true(fake_is_open(f, in.fd4));
+		assert_int_equal(in.fd6, -1);
+		n++;
+	}
+	assert_int_equal(n, 390);
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(st.bound, 390);
+	assert_int_equal(st.available, 10);
+	finish(pool, f);
+}
+
+/* Chi-square statistic of 100,000 per-query draws over 100 ports. */
+static double per_query_chi2(bool biased)
+{
+	struct fake *f = fake_new(0xdeadbeefcafef00du);
+	f->biased = biased;
+	struct portset allowed = range(50000, 50099);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 1,
+				 .mode = POOL_MODE_PER_QUERY }, &allowed,
+				 NULL, 0);
+	uint32_t count[100] = { 0 };
+	const uint32_t draws = 100000;
+	for (uint32_t i = 0; i < draws; i++) {
+		struct pool_handle h;
+		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+		assert_in_range(h.port, 50000, 50099);
+		count[h.port - 50000]++;
+		assert_int_equal(pool_done(pool, &h), 0);
+	}
+	assert_int_equal(f->binds, draws);
+	double expect = draws / 100.0, chi2 = 0;
+	for (int i = 0; i < 100; i++)
+		chi2 += (count[i] - expect) * (count[i] - expect) / expect;
+	finish(pool, f);
+	return chi2;
+}
+
+static void test_draws_uniform_chi_square(void **state)
+{
+	(void)state;
+	double fair = per_query_chi2(false);
+	double skew = per_query_chi2(true);
+	print_message("chi2 fair %.1f biased %.1f (critical %.1f)\n", fair,
+		      skew, CHI2_999_DF99);
+	assert_true(fair < CHI2_999_DF99);
+	/* The same test must catch a biased generator, or it proves nothing. */
+	assert_true(skew > CHI2_999_DF99);
+}
+
+static void test_bind_failures_are_retried(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(7);
+	struct portset allowed = range(20000, 20049);
+	portset_clear(&f->inuse);
+	portset_clear(&f->acces);
+	for (uint16_t p = 20000; p < 20010; p++)
+		portset_add(&f->inuse, p);
+	for (uint16_t p = 20010; p < 20020; p++)
+		portset_add(&f->acces, p);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 30,
+				 .max_bind_attempts = 64 }, &allowed, NULL, 0);
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(st.bound, 30);
+	assert_int_equal(st.bind_failures, f->refusals);
+	assert_true(f->refusals > 0 && f->refusals <= 20);
+	assert_int_equal(st.excluded, f->refusals);
+	uint32_t cur = 0;
+	struct pool_sock_info in;
+	while (pool_sock_next(pool, &cur, &in))
+		assert_true(in.port >= 20020); /* only the good ports */
+	finish(pool, f);
+}
+
+static void expect_create_error(struct fake *f, const struct pool_config *cfg,
+				const struct portset *allowed,
+				const struct portset *inuse,
+				const char *const *parts)
+{
+	char err[256] = "";
+	f->legal = *allowed;
+	struct pool *p = pool_create(cfg, allowed, inuse, &fake_ops, f, 0, err,
+				     sizeof(err));
+	assert_null(p);
+	for (; *parts; parts++)
+		if (!strstr(err, *parts))
+			fail_msg("error '%s' does not mention '%s'", err, *parts);
+	assert_int_equal(f->open_now, 0);
+}
+
+static void test_bind_bound_exceeded(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(11);
+	struct portset allowed = range(30000, 30099);
+	f->inuse = range(30000, 30094); /* 95 of 100 refuse */
+	const char *parts[] = { "4 ports in a row", "EADDRINUSE",
+				"the plan allows 100 ports", "0 were in use",
+				NULL };
+	expect_create_error(f, &(struct pool_config){ .size = 5,
+			    .max_bind_attempts = 4 }, &allowed, NULL, parts);
+	portset_clear(&f->inuse);
+	f->acces = range(30000, 30099);
+	const char *parts2[] = { "socket 1 of 5", "4 failed to bind", NULL };
+	f->refusals = 0;
+	expect_create_error(f, &(struct pool_config){ .size = 5,
+			    .max_bind_attempts = 4 }, &allowed, NULL, parts2);
+	assert_int_equal(f->refusals, 4);
+	/* Any other error stops at once and names the port and the cause. */
+	portset_clear(&f->acces);
+	f->hard_errno = EMFILE;
+	const char *parts3[] = { "binding UDP port 300", "IPv4",
+				 strerror(EMFILE), NULL };
+	expect_create_error(f, &(struct pool_config){ .size = 5 }, &allowed,
+			    NULL, parts3);
+	finish(NULL, f);
+}
+
+static void test_size_exceeds_allowed(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(3);
+	struct portset allowed = range(10000, 10099);
+	struct portset inuse = range(10000, 10029);
+	const char *parts[] = { "size 80", "70 ports left", "allows 100",
+				"30 of them in use", NULL };
+	expect_create_error(f, &(struct pool_config){ .size = 80 }, &allowed,
+			    &inuse, parts);
+	assert_int_equal(f->binds, 0);
+	/* Per-query mode caps open sockets at size: the same check applies. */
+	expect_create_error(f, &(struct pool_config){ .size = 71,
+			    .mode = POOL_MODE_PER_QUERY }, &allowed, &inuse,
+			    parts + 3);
+	finish(NULL, f);
+}
+
+/* True when a live slot of p is bound to port. */
+static bool held(const struct pool *p, uint16_t port)
+{
+	uint32_t cur = 0;
+	struct pool_sock_info in;
+	while (pool_sock_next(p, &cur, &in))
+		if (!in.draining && in.port == port)
+			return true;
+	return false;
+}
+
+static void test_release_port(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(99);
+	struct portset allowed = range(60000, 60099);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 10,
+				 .drain_timeout_ms = 500, .rotate_ms = 10 },
+				 &allowed, NULL, 1000);
+	struct pool_handle h;
+	assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+	uint16_t busy = h.port;
+
+	/* In flight: the slot moves now, the old socket drains. */
+	assert_int_equal(pool_release_port(pool, busy, 1000), 1);
+	assert_int_not_equal(slot_port(pool, h.slot), busy);
+	assert_false(held(pool, busy));
+	assert_true(fake_is_open(f, h.fd));
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(st.draining, 1);
+	assert_int_equal(st.releases, 1);
+	assert_int_equal(st.bound, 10);
+	assert_int_equal(st.outstanding, 1);
+	assert_int_equal(st.excluded, 1);
+	/* The reply arrives: the old socket closes, the port is free. */
+	assert_int_equal(pool_done(pool, &h), 0);
+	assert_false(fake_is_open(f, h.fd));
+	pool_stats(pool, &st);
+	assert_int_equal(st.draining, 0);
+	assert_int_equal(st.outstanding, 0);
+	assert_int_equal(pool_done(pool, &h), -ENOENT);
+
+	/* Idle: closed at once. */
+	uint32_t cur = 3;
+	struct pool_sock_info in;
+	assert_true(pool_sock_next(pool, &cur, &in));
+	uint16_t idle = in.port;
+	assert_int_equal(pool_release_port(pool, idle, 1000), 0);
+	assert_false(fake_is_open(f, in.fd4));
+	assert_int_not_equal(slot_port(pool, 3), idle);
+
+	/* Not ours: reported, and excluded all the same. */
+	uint16_t other = 60000;
+	while (other == busy || other == idle || held(pool, other))
+		other++;
+	assert_int_equal(pool_release_port(pool, other, 1000), -ENOENT);
+	pool_stats(pool, &st);
+	assert_int_equal(st.releases, 3);
+	assert_int_equal(st.excluded, 3);
+	assert_int_equal(st.available, 100 - 3 - 10);
+
+	/*
+	 * Released ports stay out of every later draw: 200 rotation periods
+	 * re-bind each slot 200 times, and the fake flags any bind of them.
+	 */
+	portset_del(&f->legal, busy);
+	portset_del(&f->legal, idle);
+	portset_del(&f->legal, other);
+	for (uint64_t t = 1000; t < 3000; t++)
+		pool_tick(pool, t);
+	pool_stats(pool, &st);
+	assert_int_equal(st.rotations, 200 * 10);
+	assert_false(f->illegal_bind);
+	finish(pool, f);
+}
+
+static void test_drain_timeout(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(5);
+	struct portset allowed = range(60000, 60099);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 4,
+				 .drain_timeout_ms = 500 }, &allowed, NULL, 0);
+	struct pool_handle h;
+	assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+	assert_int_equal(pool_release_port(pool, h.port, 1000), 1);
+	assert_int_equal(pool_next_due(pool), 1500);
+	pool_tick(pool, 1499);
+	assert_true(fake_is_open(f, h.fd));
+	pool_tick(pool, 1500);
+	assert_false(fake_is_open(f, h.fd));
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(st.drain_timeouts, 1);
+	assert_int_equal(st.draining, 0);
+	assert_int_equal(pool_next_due(pool), UINT64_MAX);
+	/* The late reply's pool_done is harmless. */
+	assert_int_equal(pool_done(pool, &h), -ENOENT);
+	finish(pool, f);
+}
+
+static void test_release_without_spare_port(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(8);
+	struct portset allowed = range(61000, 61004);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 4 },
+				 &allowed, NULL, 0);
+	/* First release takes the one spare port; the second finds none. */
+	assert_int_equal(pool_release_port(pool, slot_port(pool, 0), 0), 0);
+	uint16_t p1 = slot_port(pool, 1);
+	assert_int_equal(pool_release_port(pool, p1, 0), 0);
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(st.bound, 3);
+	assert_int_equal(slot_port(pool, 1), 0);
+	assert_int_equal(pool_next_due(pool), 0); /* refill is due */
+	pool_tick(pool, 0);
+	assert_int_equal(pool_next_due(pool), POOL_REFILL_RETRY_MS);
+	/* Acquire never hands out the empty slot. */
+	for (int i = 0; i < 300; i++) {
+		struct pool_handle h;
+		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+		assert_int_not_equal(h.slot, 1);
+		assert_int_not_equal(h.port, p1);
+		pool_done(pool, &h);
+	}
+	finish(pool, f);
+}
+
+static void test_rotation(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(1234);
+	struct portset allowed = range(45000, 45999);
+	const uint32_t n = 50, period = 1000;
+	const uint64_t t0 = 7000;
+	struct pool *pool = make(f, &(struct pool_config){ .size = n,
+				 .rotate_ms = period }, &allowed, NULL, t0);
+
+	/* First deadlines: inside [t0, t0 + period) and spread out. */
+	struct portset when;
+	portset_clear(&when);
+	uint64_t first = UINT64_MAX;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t cur = i;
+		struct pool_sock_info in;
+		assert_true(pool_sock_next(pool, &cur, &in));
+		assert_true(in.deadline_ms >= t0 && in.deadline_ms < t0 + period);
+		portset_add(&when, (uint16_t)(in.deadline_ms - t0));
+		if (in.deadline_ms < first)
+			first = in.deadline_ms;
+	}
+	assert_true(portset_count(&when) > n * 3 / 4);
+	assert_int_equal(pool_next_due(pool), first);
+
+	/* A query in flight on slot 0 when it rotates keeps its socket. */
+	struct pool_handle h;
+	do {
+		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+		if (h.slot != 0)
+			pool_done(pool, &h);
+	} while (h.slot != 0);
+
+	uint16_t port[50];
+	uint32_t changes[50] = { 0 }, most_at_once = 0;
+	for (uint32_t i = 0; i < n; i++)
+		port[i] = slot_port(pool, i);
+	bool saw_drain = false;
+	for (uint64_t t = t0; t < t0 + 3 * period; t++) {
+		pool_tick(pool, t);
+		uint32_t now_changed = 0;
+		for (uint32_t i = 0; i < n; i++) {
+			uint16_t p = slot_port(pool, i);
+			if (p != port[i]) {
+				changes[i]++;
+				now_changed++;
+				port[i] = p;
+			}
+		}
+		if (now_changed > most_at_once)
+			most_at_once = now_changed;
+		struct pool_stats st;
+		pool_stats(pool, &st);
+		if (st.draining == 1 && fake_is_open(f, h.fd) && !saw_drain) {
+			saw_drain = true;
+			assert_int_equal(pool_done(pool, &h), 0);
+			assert_false(fake_is_open(f, h.fd));
+		}
+	}
+	assert_true(saw_drain);
+	/* Every slot exactly once per period, never all at once. */
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(changes[i], 3);
+	assert_true(most_at_once < n / 4);
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(st.rotations, 3 * n);
+	assert_int_equal(st.draining, 0);
+	assert_int_equal(st.bound, n);
+	finish(pool, f);
+}
+
+static void test_per_query_mode(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(77);
+	struct portset allowed = range(33000, 33099);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 4,
+				 .mode = POOL_MODE_PER_QUERY }, &allowed, NULL,
+				 0);
+	assert_int_equal(f->binds, 0); /* holds nothing at rest */
+	struct pool_handle h[4];
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pool_acquire(pool, AF_INET, &h[i]), 0);
+		assert_true(fake_is_open(f, h[i].fd));
+		for (int j = 0; j < i; j++)
+			assert_int_not_equal(h[i].port, h[j].port);
+	}
+	assert_int_equal(f->binds, 4);
+	struct pool_handle extra;
+	assert_int_equal(pool_acquire(pool, AF_INET, &extra), -EAGAIN);
+	assert_int_equal(pool_acquire(pool, AF_INET6, &extra), -EAFNOSUPPORT);
+	/* In flight: released port stays until its query ends. */
+	assert_int_equal(pool_release_port(pool, h[2].port, 0), 1);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pool_done(pool, &h[i]), 0);
+		assert_false(fake_is_open(f, h[i].fd));
+	}
+	assert_int_equal(f->closes, 4);
+	assert_int_equal(pool_done(pool, &h[0]), -ENOENT);
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(st.bound, 0);
+	assert_int_equal(st.acquires, 4);
+	assert_int_equal(st.available, 99);
+	finish(pool, f);
+}
+
+static void test_acquire_uniform_over_slots(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(2024);
+	struct portset allowed = range(52000, 52999);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 20 },
+				 &allowed, NULL, 0);
+	uint32_t count[20] = { 0 };
+	const uint32_t draws = 200000;
+	for (uint32_t i = 0; i < draws; i++) {
+		struct pool_handle h;
+		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+		count[h.slot]++;
+		pool_done(pool, &h);
+	}
+	double expect = draws / 20.0, chi2 = 0;
+	for (int i = 0; i < 20; i++)
+		chi2 += (count[i] - expect) * (count[i] - expect) / expect;
+	assert_true(chi2 < CHI2_999_DF19);
+	finish(pool, f);
+}
+
+static void test_dual_family_slot(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(31);
+	struct portset allowed = range(47000, 47019);
+	f->inuse6 = range(47000, 47004); /* IPv6 side taken on five ports */
+	struct pool *pool = make(f, &(struct pool_config){ .size = 15,
+				 .families = POOL_FAMILY_INET |
+					     POOL_FAMILY_INET6,
+				 .max_bind_attempts = 64 }, &allowed, NULL, 0);
+	uint32_t cur = 0;
+	struct pool_sock_info in;
+	while (pool_sock_next(pool, &cur, &in)) {
+		assert_true(in.port >= 47005);
+		assert_int_equal(f->fd_port[in.fd4 - FAKE_FD_BASE], in.port);
+		assert_int_equal(f->fd_port[in.fd6 - FAKE_FD_BASE], in.port);
+		assert_int_equal(f->fd_family[in.fd6 - FAKE_FD_BASE], AF_INET6);
+	}
+	/* The IPv4 half of each refused port was closed again. */
+	assert_int_equal(f->open_now, 30);
+	struct pool_handle h;
+	assert_int_equal(pool_acquire(pool, AF_INET6, &h), 0);
+	assert_int_equal(f->fd_family[h.fd - FAKE_FD_BASE], AF_INET6);
+	pool_done(pool, &h);
+	finish(pool, f);
+}
+
+struct watch_log {
+	struct fake *f;
+	uint32_t open, close;
+	bool closed_unknown;
+};
+
+static void on_watch(void *arg, int fd, int family, uint16_t port, bool open)
+{
+	struct watch_log *w = arg;
+	(void)family;
+	/* The fd is still open in both cases: closing is announced first. */
+	if (!fake_is_open(w->f, fd) || w->f->fd_port[fd - FAKE_FD_BASE] != port)
+		w->closed_unknown = true;
+	if (open)
+		w->open++;
+	else
+		w->close++;
+}
+
+static void test_watch(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(55);
+	struct portset allowed = range(48000, 48099);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 10,
+				 .rotate_ms = 100 }, &allowed, NULL, 0);
+	struct watch_log w = { .f = f };
+	pool_set_watch(pool, on_watch, &w);
+	assert_int_equal(w.open, 10);
+	for (uint64_t t = 0; t < 100; t++)
+		pool_tick(pool, t);
+	assert_int_equal(w.open, 20);
+	assert_int_equal(w.close, 10);
+	pool_free(pool);
+	assert_int_equal(w.close, 20);
+	assert_false(w.closed_unknown);
+	finish(NULL, f);
+}
+
+static void test_real_sockets(void **state)
+{
+	(void)state;
+	struct portset allowed = range(61200, 61499);
+	char err[256] = "";
+	struct pool_config cfg = { .size = 24 };
+	inet_pton(AF_INET, "127.0.0.1", &cfg.bind4);
+	struct pool *pool = pool_create(&cfg, &allowed, NULL, NULL, NULL, 0,
+					err, sizeof(err));
+	if (!pool)
+		fail_msg("pool_create: %s", err);
+	uint32_t cur = 0;
+	struct pool_sock_info in;
+	while (pool_sock_next(pool, &cur, &in)) {
+		struct sockaddr_in sin;
+		socklen_t len = sizeof(sin);
+		assert_int_equal(getsockname(in.fd4, (struct sockaddr *)&sin,
+					     &len), 0);
+		assert_int_equal(ntohs(sin.sin_port), in.port);
+		assert_int_equal(sin.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+		assert_true(portset_has(&allowed, in.port));
+	}
+	/* A released idle port is really free for another program. */
+	uint16_t p = slot_port(pool, 0);
+	assert_int_equal(pool_release_port(pool, p, 0), 0);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sin = {
+		.sin_family = AF_INET,
+		.sin_port = htons(p),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	close(fd);
+	/* A port someone else holds is never bound by the pool. */
+	struct pool_handle h;
+	assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+	int probe = socket(AF_INET, SOCK_DGRAM, 0);
+	sin.sin_port = htons(h.port);
+	assert_int_not_equal(bind(probe, (struct sockaddr *)&sin, sizeof(sin)),
+			     0);
+	assert_int_equal(errno, EADDRINUSE);
+	close(probe);
+	pool_done(pool, &h);
+	pool_free(pool);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_never_draws_excluded),
+		cmocka_unit_test(test_distinct_ports),
+		cmocka_unit_test(test_draws_uniform_chi_square),
+		cmocka_unit_test(test_bind_failures_are_retried),
+		cmocka_unit_test(test_bind_bound_exceeded),
+		cmocka_unit_test(test_size_exceeds_allowed),
+		cmocka_unit_test(test_release_port),
+		cmocka_unit_test(test_drain_timeout),
+		cmocka_unit_test(test_release_without_spare_port),
+		cmocka_unit_test(test_rotation),
+		cmocka_unit_test(test_per_query_mode),
+		cmocka_unit_test(test_acquire_uniform_over_slots),
+		cmocka_unit_test(test_dual_family_slot),
+		cmocka_unit_test(test_watch),
+		cmocka_unit_test(test_real_sockets),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
