@@ -4,7 +4,6 @@
  * reloads the config.
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,16 +50,20 @@ static int check_config(const struct berth_config *cfg)
 	return 0;
 }
 
+/* One line per service.  Later work replaces this with starting them. */
 static void report_services(const struct berth_config *cfg)
 {
 	for (size_t i = 0; i < cfg->nservices; i++) {
 		const struct config_service *svc = &cfg->services[i];
 		const char *proto = config_protocol_name(svc->protocol);
-		char addr[INET6_ADDRSTRLEN + 32];
-		config_format_addr(&svc->listen[0], addr, sizeof(addr));
-		fprintf(stderr,
-			"berthd: service %s (%s) on %s: not started: the %s service is not part of this build yet\n",
-			svc->name, proto, addr, proto);
+		fprintf(stderr, "berthd: service %s (%s) on ", svc->name, proto);
+		for (size_t a = 0; a < svc->nlisten; a++) {
+			char addr[INET6_ADDRSTRLEN + 32];
+			config_format_addr(&svc->listen[a], addr, sizeof(addr));
+			fprintf(stderr, "%s%s", a ? ", " : "", addr);
+		}
+		fprintf(stderr, ": not started: the %s service is not part of this build yet\n",
+			proto);
 	}
 }
 
@@ -82,9 +85,13 @@ static int run(const char *path, struct berth_config *cfg, const sigset_t *sigs)
 			return EXIT_OK;
 		struct berth_config next = { 0 };
 		char err[512];
-		if (load(path, &next, err, sizeof(err)) != 0 || check_config(&next) != 0) {
+		if (load(path, &next, err, sizeof(err)) != 0) {
 			fprintf(stderr, "berthd: reload failed, keeping the running config: %s\n",
 				err);
+			continue;
+		}
+		if (check_config(&next) != 0) {
+			fputs("berthd: reload failed, keeping the running config\n", stderr);
 			config_free(&next);
 			continue;
 		}
@@ -138,8 +145,9 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
-	if (!check && (errno = pthread_sigmask(SIG_BLOCK, &sigs, NULL)) != 0) {
-		fprintf(stderr, "berthd: blocking signals: %s\n", strerror(errno));
+	int rc = check ? 0 : pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if (rc != 0) {
+		fprintf(stderr, "berthd: blocking signals: %s\n", strerror(rc));
 		return EXIT_FAILED;
 	}
 

@@ -397,15 +397,15 @@ int config_parse_bool(const char *text, bool *out, char *err, size_t errlen)
 static int parse_number(const char *text, uint32_t min, uint32_t max,
 			uint32_t *out, char *err, size_t errlen)
 {
-	uint64_t n = 0;
-	const char *s = text;
-	for (; isdigit((unsigned char)*s) && n <= max; s++)
-		n = n * 10 + (unsigned)(*s - '0');
-	if (s == text || (*s && !isdigit((unsigned char)*s))) {
+	size_t digits = strspn(text, "0123456789");
+	if (digits == 0 || text[digits]) {
 		snprintf(err, errlen, "'%s' is not a number", text);
 		return -EINVAL;
 	}
-	if (*s || n < min || n > max) {
+	uint64_t n = 0;
+	for (size_t i = 0; i < digits && n <= max; i++)
+		n = n * 10 + (unsigned)(text[i] - '0');
+	if (n < min || n > max) {
 		snprintf(err, errlen, "'%s' is out of range %u..%u", text, min, max);
 		return -ERANGE;
 	}

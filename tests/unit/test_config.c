@@ -520,6 +520,7 @@ static void test_value_errors(void **state)
 		{ "[pool]\nsize = -5\n", "t.conf:2: [pool] size:", "not a number" },
 		{ "[pool]\nsize =\n", "t.conf:2: [pool] size:", "not a number" },
 		{ "[pool]\nsize = 99999999999999999999\n", "t.conf:2: [pool] size:", "out of range" },
+		{ "[pool]\nsize = 99999999999x\n", "t.conf:2: [pool] size:", "not a number" },
 		{ "[pool]\nmode = lazy\n", "t.conf:2: [pool] mode: 'lazy'", "pool or per-query" },
 		{ "[pool]\nrotate = soon\n", "t.conf:2: [pool] rotate: 'soon'", "not a duration" },
 		{ "[pool]\nrotate = -1s\n", "t.conf:2: [pool] rotate:", NULL },
