@@ -1,8 +1,170 @@
-/* berthd: the berth daemon.  Placeholder until the config loader lands. */
+/*
+ * berthd: the berth daemon (berthd(8)).  Parses the command line, loads the
+ * config, and runs in the foreground until SIGTERM or SIGINT; SIGHUP
+ * reloads the config.
+ */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
-int main(void)
+#include "daemon/config.h"
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+static void usage(FILE *f)
 {
-	fprintf(stderr, "berthd: not built yet\n");
-	return 1;
+	fputs("usage: berthd [-c FILE] [--check]\n"
+	      "\n"
+	      "Runs the berth daemon in the foreground until SIGTERM or SIGINT;\n"
+	      "SIGHUP reloads the config.\n"
+	      "\n"
+	      "Options:\n"
+	      "  -c, --config FILE   config file (default: the built-in default,\n"
+	      "                      the text of conf/berth.conf)\n"
+	      "      --check         check the config, print 'FILE: ok' and exit;\n"
+	      "                      exit 1 with the error (file:line, key) if not\n"
+	      "  -h, --help          this help\n"
+	      "  -V, --version       print the version\n"
+	      "\n"
+	      "Exit status: 0 ok, 1 config or runtime error, 2 usage error.\n",
+	      f);
+}
+
+/* Load path, or the built-in default when path is NULL. */
+static int load(const char *path, struct berth_config *cfg, char *err,
+		size_t errlen)
+{
+	return path ? config_load(path, cfg, err, errlen)
+		    : config_load_default(cfg, err, errlen);
+}
+
+/*
+ * Checks that need more than the config's own syntax.  Returns 0 when the
+ * config can run, else 1 after printing the reason to stderr.
+ */
+static int check_config(const struct berth_config *cfg)
+{
+	(void)cfg;
+	return 0;
+}
+
+/* One line per service.  Later work replaces this with starting them. */
+static void report_services(const struct berth_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nservices; i++) {
+		const struct config_service *svc = &cfg->services[i];
+		const char *proto = config_protocol_name(svc->protocol);
+		fprintf(stderr, "berthd: service %s (%s) on ", svc->name, proto);
+		for (size_t a = 0; a < svc->nlisten; a++) {
+			char addr[INET6_ADDRSTRLEN + 32];
+			config_format_addr(&svc->listen[a], addr, sizeof(addr));
+			fprintf(stderr, "%s%s", a ? ", " : "", addr);
+		}
+		fprintf(stderr, ": not started: the %s service is not part of this build yet\n",
+			proto);
+	}
+}
+
+/*
+ * Wait for signals until SIGTERM or SIGINT; reload the config on SIGHUP,
+ * keeping the running one when the new one has an error.  The signals are
+ * already blocked (see main).  Returns the exit status.
+ */
+static int run(const char *path, struct berth_config *cfg, const sigset_t *sigs)
+{
+	for (;;) {
+		int sig;
+		int rc = sigwait(sigs, &sig);
+		if (rc != 0) {
+			fprintf(stderr, "berthd: sigwait: %s\n", strerror(rc));
+			return EXIT_FAILED;
+		}
+		if (sig == SIGTERM || sig == SIGINT)
+			return EXIT_OK;
+		struct berth_config next = { 0 };
+		char err[512];
+		if (load(path, &next, err, sizeof(err)) != 0) {
+			fprintf(stderr, "berthd: reload failed, keeping the running config: %s\n",
+				err);
+			continue;
+		}
+		if (check_config(&next) != 0) {
+			fputs("berthd: reload failed, keeping the running config\n", stderr);
+			config_free(&next);
+			continue;
+		}
+		config_free(cfg);
+		*cfg = next;
+		fprintf(stderr, "berthd: reloaded %s\n", cfg->file);
+		report_services(cfg);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL;
+	int check = 0, opt;
+	while ((opt = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'k':
+			check = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		case 'V':
+			puts("berthd " BERTH_VERSION);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "berthd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	/* Block the signals before anything else so that none is lost
+	 * between loading the config and waiting. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	int rc = check ? 0 : pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if (rc != 0) {
+		fprintf(stderr, "berthd: blocking signals: %s\n", strerror(rc));
+		return EXIT_FAILED;
+	}
+
+	struct berth_config cfg = { 0 };
+	char err[512];
+	if (load(path, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "berthd: %s\n", err);
+		return EXIT_FAILED;
+	}
+	int status = check_config(&cfg) ? EXIT_FAILED : EXIT_OK;
+	if (check) {
+		if (status == EXIT_OK)
+			printf("%s: ok\n", cfg.file);
+	} else if (status == EXIT_OK) {
+		report_services(&cfg);
+		status = run(path, &cfg, &sigs);
+	}
+	config_free(&cfg);
+	return status;
 }
