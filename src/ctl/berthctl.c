@@ -33,30 +33,46 @@ static void usage(FILE *f)
 static int run_plan_verb(const char *config, int argc, char **argv)
 {
 	const char *verb = argv[0];
-	int rc = CTL_ERROR;
-	struct plan *plan = NULL;
+	enum { SHOW_DYN, SHOW_RES, CHECK, APPLY } which;
 
 	if (strcmp(verb, "show") == 0 && argc == 3 &&
-	    strcmp(argv[1], "dynamicport") == 0) {
-		if ((plan = ctl_load_plan(config, stderr)))
-			rc = ctl_show_dynamicport(plan, argv[2], stdout, stderr);
-	} else if (strcmp(verb, "show") == 0 && argc == 2 &&
-		   strcmp(argv[1], "reserved") == 0) {
-		if ((plan = ctl_load_plan(config, stderr)))
-			rc = ctl_show_reserved(plan, stdout, stderr);
-	} else if (strcmp(verb, "check") == 0 && argc == 1) {
-		if ((plan = ctl_load_plan(config, stderr)))
-			rc = ctl_check(plan, "/proc", stdout, stderr);
-	} else if (strcmp(verb, "apply") == 0 &&
-		   (argc == 1 || (argc == 2 && strcmp(argv[1], "--dry-run") == 0))) {
-		if ((plan = ctl_load_plan(config, stderr)))
-			rc = ctl_apply(plan, "/proc/sys/net/ipv4", argc == 2,
-				       stdout, stderr);
-	} else {
+	    strcmp(argv[1], "dynamicport") == 0)
+		which = SHOW_DYN;
+	else if (strcmp(verb, "show") == 0 && argc == 2 &&
+		 strcmp(argv[1], "reserved") == 0)
+		which = SHOW_RES;
+	else if (strcmp(verb, "check") == 0 && argc == 1)
+		which = CHECK;
+	else if (strcmp(verb, "apply") == 0 &&
+		 (argc == 1 || (argc == 2 && strcmp(argv[1], "--dry-run") == 0)))
+		which = APPLY;
+	else {
 		fprintf(stderr, "berthctl: bad arguments for '%s' (see berthctl --help)\n",
 			verb);
+		return CTL_ERROR;
 	}
-	plan_free(plan);
+
+	struct ctl_setup setup = { 0 };
+	int rc = ctl_load(config, &setup, stderr);
+	if (rc == CTL_OK) {
+		const struct plan *plan = setup.plan;
+		switch (which) {
+		case SHOW_DYN:
+			rc = ctl_show_dynamicport(plan, argv[2], stdout, stderr);
+			break;
+		case SHOW_RES:
+			rc = ctl_show_reserved(plan, stdout, stderr);
+			break;
+		case CHECK:
+			rc = ctl_check(plan, "/proc", stdout, stderr);
+			break;
+		case APPLY:
+			rc = ctl_apply(plan, "/proc/sys/net/ipv4", argc == 2,
+				       stdout, stderr);
+			break;
+		}
+	}
+	ctl_unload(&setup);
 	return rc;
 }
 

@@ -9,16 +9,26 @@
 #include <stdio.h>
 
 #include "berth/portplan.h"
+#include "daemon/config.h"
 
 /* Exit statuses shared by every verb. */
 enum { CTL_OK = 0, CTL_FINDING = 1, CTL_ERROR = 2 };
 
+/* A loaded config and the port plan built from it. */
+struct ctl_setup {
+	struct berth_config cfg;
+	struct plan *plan; /* borrows from cfg: free together */
+};
+
 /*
  * Load the config at path (NULL: the built-in default) and build its port
- * plan.  Returns the plan (caller frees with plan_free) or NULL after
- * printing file:line, key and reason to err.  (load.c)
+ * plan into *setup.  Returns 0, or CTL_ERROR after printing file:line, key
+ * and reason to err.  Free with ctl_unload() either way.  (load.c)
  */
-struct plan *ctl_load_plan(const char *path, FILE *err);
+int ctl_load(const char *path, struct ctl_setup *setup, FILE *err);
+
+/* Free what ctl_load() built; safe on a zeroed or failed setup. */
+void ctl_unload(struct ctl_setup *setup);
 
 /* show dynamicport tcp|udp, netsh style.  (show.c) */
 int ctl_show_dynamicport(const struct plan *plan, const char *proto, FILE *out,

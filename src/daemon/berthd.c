@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "berth/portplan.h"
 #include "daemon/config.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
@@ -46,7 +47,13 @@ static int load(const char *path, struct berth_config *cfg, char *err,
  */
 static int check_config(const struct berth_config *cfg)
 {
-	(void)cfg;
+	char err[512];
+	struct plan *plan = plan_build(&cfg->ports, NULL, err, sizeof(err));
+	if (!plan) {
+		fprintf(stderr, "berthd: %s\n", err);
+		return 1;
+	}
+	plan_free(plan);
 	return 0;
 }
 
