@@ -21,8 +21,20 @@ static void usage(FILE *f)
 	      "  apply [--dry-run]          merge the reserved ports into the kernel's\n"
 	      "                             ip_local_reserved_ports (needs root)\n"
 	      "\n"
+	      "Live verbs (talk to a running berthd over its control socket):\n"
+	      "  status                     version, uptime, plan, pool, services and\n"
+	      "                             their counters\n"
+	      "  pool                       pool size, mode, range, allowed ports, ports\n"
+	      "                             held, rotations, releases, every socket\n"
+	      "  release PORT               make berthd give PORT up now and never draw\n"
+	      "                             it again until reload\n"
+	      "  sessions                   open sessions: peer, state, age, deadline\n"
+	      "  reload                     reload the config (like SIGHUP)\n"
+	      "\n"
 	      "Options:\n"
 	      "  -c, --config FILE          config file (default: the built-in default)\n"
+	      "  -s, --socket PATH          control socket (default: [control] socket\n"
+	      "                             of the config)\n"
 	      "  -h, --help                 this help\n"
 	      "  -V, --version              print the version\n"
 	      "\n"
@@ -76,22 +88,66 @@ static int run_plan_verb(const char *config, int argc, char **argv)
 	return rc;
 }
 
+/* status, pool, sessions, reload take no argument; release takes a port. */
+static bool is_live_verb(char **argv)
+{
+	static const char *const bare[] = { "status", "pool", "sessions", "reload" };
+	for (size_t i = 0; i < sizeof(bare) / sizeof(bare[0]); i++)
+		if (strcmp(argv[0], bare[i]) == 0)
+			return true;
+	return strcmp(argv[0], "release") == 0;
+}
+
+static int run_live_verb(const char *config, const char *socket_path, int argc,
+			 char **argv)
+{
+	bool release = strcmp(argv[0], "release") == 0;
+	if (argc != (release ? 2 : 1)) {
+		fprintf(stderr, release ? "berthctl: usage: berthctl release PORT\n"
+					: "berthctl: '%s' takes no arguments\n", argv[0]);
+		return CTL_ERROR;
+	}
+	char command[128];
+	snprintf(command, sizeof(command), "%s%s%.64s", argv[0], release ? " " : "",
+		 release ? argv[1] : "");
+	if (socket_path)
+		return ctl_live(socket_path, command, stdout, stderr);
+
+	/* The socket path comes from the config, resolved like berthd does. */
+	struct berth_config cfg = { 0 };
+	char err[512];
+	int rc = config ? config_load(config, &cfg, err, sizeof(err))
+			: config_load_default(&cfg, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "berthctl: %s\n", err);
+		config_free(&cfg);
+		return CTL_ERROR;
+	}
+	rc = ctl_live(cfg.control.socket, command, stdout, stderr);
+	config_free(&cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	const char *config = NULL;
+	const char *config = NULL, *socket_path = NULL;
 	int c;
 
 	/* "+" stops at the verb so verbs can take their own dashed options. */
-	while ((c = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+c:s:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
+			break;
+		case 's':
+			socket_path = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -120,6 +176,8 @@ int main(int argc, char **argv)
 	if (strcmp(argv[0], "show") == 0 || strcmp(argv[0], "check") == 0 ||
 	    strcmp(argv[0], "apply") == 0)
 		return run_plan_verb(config, argc, argv);
+	if (is_live_verb(argv))
+		return run_live_verb(config, socket_path, argc, argv);
 	fprintf(stderr, "berthctl: unknown verb '%s' (see berthctl --help)\n", argv[0]);
 	return CTL_ERROR;
 }

@@ -51,4 +51,13 @@ int ctl_who(const char *arg, const char *proc_root, FILE *out, FILE *err);
 int ctl_apply(const struct plan *plan, const char *sysctl_dir, int dry_run,
 	      FILE *out, FILE *err);
 
+/*
+ * Send command ("status", "pool", "release 4500", "sessions", "reload") to
+ * the berthd listening on socket_path and copy its output to out.  Exit
+ * status 0 when berthd answers ok, 2 with its reason (or why it could not
+ * be reached: not running, stale socket, wrong path) on err.  (live.c)
+ */
+int ctl_live(const char *socket_path, const char *command, FILE *out,
+	     FILE *err);
+
 #endif

@@ -3,14 +3,13 @@
  * config, and runs in the foreground until SIGTERM or SIGINT; SIGHUP
  * reloads the config.
  */
-#include <arpa/inet.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "berth/portplan.h"
 #include "daemon/config.h"
+#include "daemon/daemon.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
@@ -57,58 +56,6 @@ static int check_config(const struct berth_config *cfg)
 	return 0;
 }
 
-/* One line per service.  Later work replaces this with starting them. */
-static void report_services(const struct berth_config *cfg)
-{
-	for (size_t i = 0; i < cfg->nservices; i++) {
-		const struct config_service *svc = &cfg->services[i];
-		const char *proto = config_protocol_name(svc->protocol);
-		fprintf(stderr, "berthd: service %s (%s) on ", svc->name, proto);
-		for (size_t a = 0; a < svc->nlisten; a++) {
-			char addr[INET6_ADDRSTRLEN + 32];
-			config_format_addr(&svc->listen[a], addr, sizeof(addr));
-			fprintf(stderr, "%s%s", a ? ", " : "", addr);
-		}
-		fprintf(stderr, ": not started: the %s service is not part of this build yet\n",
-			proto);
-	}
-}
-
-/*
- * Wait for signals until SIGTERM or SIGINT; reload the config on SIGHUP,
- * keeping the running one when the new one has an error.  The signals are
- * already blocked (see main).  Returns the exit status.
- */
-static int run(const char *path, struct berth_config *cfg, const sigset_t *sigs)
-{
-	for (;;) {
-		int sig;
-		int rc = sigwait(sigs, &sig);
-		if (rc != 0) {
-			fprintf(stderr, "berthd: sigwait: %s\n", strerror(rc));
-			return EXIT_FAILED;
-		}
-		if (sig == SIGTERM || sig == SIGINT)
-			return EXIT_OK;
-		struct berth_config next = { 0 };
-		char err[512];
-		if (load(path, &next, err, sizeof(err)) != 0) {
-			fprintf(stderr, "berthd: reload failed, keeping the running config: %s\n",
-				err);
-			continue;
-		}
-		if (check_config(&next) != 0) {
-			fputs("berthd: reload failed, keeping the running config\n", stderr);
-			config_free(&next);
-			continue;
-		}
-		config_free(cfg);
-		*cfg = next;
-		fprintf(stderr, "berthd: reloaded %s\n", cfg->file);
-		report_services(cfg);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -145,33 +92,26 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	/* Block the signals before anything else so that none is lost
-	 * between loading the config and waiting. */
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	int rc = check ? 0 : pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	if (rc != 0) {
-		fprintf(stderr, "berthd: blocking signals: %s\n", strerror(rc));
-		return EXIT_FAILED;
+	char err[512];
+	if (check) {
+		struct berth_config cfg = { 0 };
+		if (load(path, &cfg, err, sizeof(err)) != 0) {
+			fprintf(stderr, "berthd: %s\n", err);
+			return EXIT_FAILED;
+		}
+		int status = check_config(&cfg) ? EXIT_FAILED : EXIT_OK;
+		if (status == EXIT_OK)
+			printf("%s: ok\n", cfg.file);
+		config_free(&cfg);
+		return status;
 	}
 
-	struct berth_config cfg = { 0 };
-	char err[512];
-	if (load(path, &cfg, err, sizeof(err)) != 0) {
+	struct daemon *d = daemon_new(path, err, sizeof(err));
+	if (!d) {
 		fprintf(stderr, "berthd: %s\n", err);
 		return EXIT_FAILED;
 	}
-	int status = check_config(&cfg) ? EXIT_FAILED : EXIT_OK;
-	if (check) {
-		if (status == EXIT_OK)
-			printf("%s: ok\n", cfg.file);
-	} else if (status == EXIT_OK) {
-		report_services(&cfg);
-		status = run(path, &cfg, &sigs);
-	}
-	config_free(&cfg);
+	int status = daemon_run(d) ? EXIT_FAILED : EXIT_OK;
+	daemon_free(d);
 	return status;
 }

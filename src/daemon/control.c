@@ -1,0 +1,272 @@
+/* control: berthd's control socket; see control.h. */
+#include "daemon/control.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "berth/loop.h"
+#include "berth/wheel.h"
+#include "daemon/daemon.h"
+
+/* A client has this long to send its command and read the reply. */
+#define CONTROL_DEADLINE_MS 5000u
+/* Longest command line accepted. */
+#define CONTROL_LINE_MAX 512u
+
+struct control_client {
+	struct control *ctl;
+	struct control_client *next;
+	int fd;
+	struct loop_watch w;
+	struct wheel_timer deadline;
+	struct loop_close close;
+	char line[CONTROL_LINE_MAX];
+	size_t len;
+	char *out;                  /* the reply, from open_memstream */
+	size_t outlen, sent;
+};
+
+struct control {
+	struct daemon *d;
+	struct loop *loop;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int fd;
+	struct loop_watch w;
+	struct control_client *clients;
+};
+
+static void client_free(struct loop *loop, struct loop_close *c)
+{
+	struct control_client *cl = wheel_container_of(c, struct control_client, close);
+	/* ctl is NULL when control_close() already let go of this client. */
+	if (cl->ctl) {
+		struct control_client **pp = &cl->ctl->clients;
+		while (*pp && *pp != cl)
+			pp = &(*pp)->next;
+		if (*pp)
+			*pp = cl->next;
+	}
+	loop_timer_stop(loop, &cl->deadline);
+	loop_watch_stop(loop, &cl->w);
+	close(cl->fd);
+	free(cl->out);
+	free(cl);
+}
+
+static void client_done(struct control_client *cl)
+{
+	if (cl->ctl)
+		loop_defer_close(cl->ctl->loop, &cl->close, client_free);
+}
+
+static void on_client_deadline(struct wheel_timer *t, void *ctx)
+{
+	(void)ctx;
+	client_done(wheel_container_of(t, struct control_client, deadline));
+}
+
+/* Run the command in cl->line and queue "ok"/"error: ..." plus its output. */
+static void client_run(struct control_client *cl)
+{
+	char *body = NULL, err[512] = "";
+	size_t bodylen = 0;
+	FILE *out = open_memstream(&body, &bodylen);
+	FILE *reply = open_memstream(&cl->out, &cl->outlen);
+	if (!out || !reply) {
+		if (out)
+			fclose(out);
+		if (reply)
+			fclose(reply);
+		free(body);
+		client_done(cl);
+		return;
+	}
+	int rc = daemon_command(cl->ctl->d, cl->line, out, err, sizeof(err));
+	fclose(out);
+	if (rc == 0)
+		fputs("ok\n", reply);
+	else
+		fprintf(reply, "error: %s\n", err);
+	fwrite(body, 1, bodylen, reply);
+	fclose(reply);
+	free(body);
+	loop_watch_set(cl->ctl->loop, &cl->w, LOOP_WRITE);
+}
+
+static void on_client(struct loop *loop, struct loop_watch *w, unsigned events)
+{
+	struct control_client *cl = wheel_container_of(w, struct control_client, w);
+	(void)loop;
+
+	if (cl->out) {
+		/* Writing the reply. */
+		while (cl->sent < cl->outlen) {
+			ssize_t n = send(cl->fd, cl->out + cl->sent, cl->outlen - cl->sent,
+					 MSG_NOSIGNAL);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EINTR)
+					return;
+				break;
+			}
+			cl->sent += (size_t)n;
+		}
+		client_done(cl);
+		return;
+	}
+	if (events & LOOP_HUP && !(events & LOOP_READ)) {
+		client_done(cl);
+		return;
+	}
+	ssize_t n = recv(cl->fd, cl->line + cl->len, sizeof(cl->line) - 1 - cl->len, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		client_done(cl);
+		return;
+	}
+	cl->len += (size_t)n;
+	cl->line[cl->len] = '\0';
+	char *nl = strchr(cl->line, '\n');
+	if (!nl) {
+		if (cl->len + 1 >= sizeof(cl->line))
+			client_done(cl); /* no command is this long */
+		return;
+	}
+	*nl = '\0';
+	if (nl > cl->line && nl[-1] == '\r')
+		nl[-1] = '\0';
+	client_run(cl);
+}
+
+static void on_accept(struct loop *loop, struct loop_watch *w, unsigned events)
+{
+	struct control *c = wheel_container_of(w, struct control, w);
+	(void)events;
+	for (;;) {
+		int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return; /* EAGAIN, or out of fds: the next command retries */
+		struct control_client *cl = calloc(1, sizeof(*cl));
+		if (!cl) {
+			close(fd);
+			return;
+		}
+		cl->ctl = c;
+		cl->fd = fd;
+		loop_watch_init(&cl->w, fd, on_client);
+		wheel_timer_init(&cl->deadline, on_client_deadline);
+		if (loop_watch_set(loop, &cl->w, LOOP_READ) < 0) {
+			close(fd);
+			free(cl);
+			continue;
+		}
+		loop_timer_start_in(loop, &cl->deadline, CONTROL_DEADLINE_MS);
+		cl->next = c->clients;
+		c->clients = cl;
+	}
+}
+
+/* Create the socket's directory when it is missing (one level, 0700). */
+static int make_parent(const char *path, char *err, size_t errlen)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "control socket %s: cannot create %s: %s", path,
+			 dir, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* Is some process answering on path already? */
+static bool someone_listens(const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	bool yes = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+	close(fd);
+	return yes;
+}
+
+struct control *control_open(struct daemon *d, const char *path, char *err,
+			     size_t errlen)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct control *c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->d = d;
+	c->loop = daemon_loop(d);
+	c->fd = -1;
+	if ((size_t)snprintf(c->path, sizeof(c->path), "%s", path) >= sizeof(c->path)) {
+		snprintf(err, errlen, "control socket path %s is too long", path);
+		goto fail;
+	}
+	memcpy(sun.sun_path, c->path, sizeof(sun.sun_path));
+	if (make_parent(c->path, err, errlen) < 0)
+		goto fail;
+	if (someone_listens(&sun)) {
+		snprintf(err, errlen, "control socket %s: another berthd is running there",
+			 c->path);
+		goto fail;
+	}
+	unlink(c->path); /* a stale socket from a berthd that died */
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	mode_t old = umask(0177);
+	int rc = c->fd < 0 ? -1 : bind(c->fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (rc < 0 || listen(c->fd, 16) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", c->path, strerror(errno));
+		goto fail;
+	}
+	loop_watch_init(&c->w, c->fd, on_accept);
+	rc = loop_watch_set(c->loop, &c->w, LOOP_READ);
+	if (rc < 0) {
+		snprintf(err, errlen, "control socket %s: %s", c->path, strerror(-rc));
+		unlink(c->path);
+		goto fail;
+	}
+	return c;
+fail:
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c);
+	return NULL;
+}
+
+void control_close(struct control *c)
+{
+	if (!c)
+		return;
+	while (c->clients) {
+		struct control_client *cl = c->clients;
+		c->clients = cl->next;
+		if (loop_close_pending(&cl->close)) {
+			cl->ctl = NULL; /* its close hook frees it */
+			continue;
+		}
+		loop_timer_stop(c->loop, &cl->deadline);
+		loop_watch_stop(c->loop, &cl->w);
+		close(cl->fd);
+		free(cl->out);
+		free(cl);
+	}
+	loop_watch_stop(c->loop, &c->w);
+	close(c->fd);
+	unlink(c->path);
+	free(c);
+}

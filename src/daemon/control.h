@@ -1,0 +1,28 @@
+/*
+ * control: berthd's control socket, a unix stream socket with a line
+ * protocol.  A client connects, sends one command line ("status", "pool",
+ * "release 4500", "sessions", "reload") and reads the reply until the
+ * server closes: a first line "ok" or "error: REASON", then the command's
+ * output.  One command per connection keeps both sides trivial.
+ */
+#ifndef BERTH_CONTROL_H
+#define BERTH_CONTROL_H
+
+#include <stddef.h>
+
+struct control;
+struct daemon;
+
+/*
+ * Listen on path (borrowed) for d's commands.  Creates the socket's parent
+ * directory (mode 0700) when missing, replaces a stale socket file, and
+ * refuses to start when another berthd answers on path.  The socket is mode
+ * 0600.  Returns the control object or NULL with the reason in err.
+ */
+struct control *control_open(struct daemon *d, const char *path, char *err,
+			     size_t errlen);
+
+/* Close every client, remove the socket file and free c.  Accepts NULL. */
+void control_close(struct control *c);
+
+#endif

@@ -1,0 +1,402 @@
+/* daemon: berthd's core; see daemon.h. */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "berth/loop.h"
+#include "berth/portplan.h"
+#include "berth/procnet.h"
+#include "berth/sockpool.h"
+#include "berth/wheel.h"
+#include "daemon/control.h"
+#include "daemon/daemon_int.h"
+
+/* Every protocol berthd knows how to run. */
+static const struct daemon_service_ops *const service_ops[] = {
+	&svc_dns_ops,
+};
+
+/* The pool is ticked at least this often, whatever it says is due next. */
+#define POOL_TICK_MAX_MS 1000u
+/* Datagrams read from one pool socket per readiness event. */
+#define POOL_READ_BATCH 64
+
+struct loop *daemon_loop(struct daemon *d)
+{
+	return d->loop;
+}
+
+struct pool *daemon_pool(struct daemon *d)
+{
+	return d->gen.pool;
+}
+
+const struct plan *daemon_plan(const struct daemon *d)
+{
+	return d->gen.plan;
+}
+
+const struct berth_config *daemon_config(const struct daemon *d)
+{
+	return &d->gen.cfg;
+}
+
+/* A datagram on a pool socket: offer it to the services until one claims it. */
+static void on_pool_readable(struct loop *loop, struct loop_watch *w,
+			     unsigned events)
+{
+	struct daemon_pool_watch *pw = wheel_container_of(w, struct daemon_pool_watch, w);
+	struct daemon *d = pw->d;
+	static uint8_t buf[65536];
+	(void)loop, (void)events;
+
+	for (int i = 0; i < POOL_READ_BATCH; i++) {
+		struct sockaddr_storage from;
+		socklen_t fromlen = sizeof(from);
+		ssize_t n = recvfrom(pw->fd, buf, sizeof(buf), 0,
+				     (struct sockaddr *)&from, &fromlen);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				d->stats.pool_read_errors++;
+			return;
+		}
+		bool claimed = false;
+		for (size_t s = 0; s < d->gen.nsvcs && !claimed; s++) {
+			struct daemon_service *svc = &d->gen.svcs[s];
+			if (svc->state)
+				claimed = svc->ops->on_pool_reply(svc->state, pw->fd, pw->port,
+								  (struct sockaddr *)&from,
+								  fromlen, buf, (size_t)n);
+		}
+		if (!claimed)
+			d->stats.pool_unclaimed++;
+	}
+}
+
+/* The pool opened or is about to close a socket: watch it or forget it. */
+static void on_pool_socket(void *arg, int fd, int family, uint16_t port,
+			   bool open)
+{
+	struct daemon *d = arg;
+	(void)family;
+	if (fd < 0)
+		return;
+	if ((size_t)fd >= d->npw) {
+		size_t n = (size_t)fd * 2 + 64;
+		struct daemon_pool_watch *grown = realloc(d->pw, n * sizeof(*grown));
+		if (!grown) {
+			fprintf(stderr, "berthd: out of memory watching pool socket %d\n", fd);
+			return;
+		}
+		memset(grown + d->npw, 0, (n - d->npw) * sizeof(*grown));
+		d->pw = grown;
+		d->npw = n;
+	}
+	struct daemon_pool_watch *pw = &d->pw[fd];
+	if (open) {
+		*pw = (struct daemon_pool_watch){ .d = d, .fd = fd, .port = port };
+		loop_watch_init(&pw->w, fd, on_pool_readable);
+		int rc = loop_watch_set(d->loop, &pw->w, LOOP_READ);
+		if (rc < 0)
+			fprintf(stderr, "berthd: cannot watch pool socket on port %u: %s\n",
+				port, strerror(-rc));
+	} else {
+		loop_watch_stop(d->loop, &pw->w);
+	}
+}
+
+/* Tick the pool (rotation, drain timeouts, refills) and re-arm. */
+static void arm_pool_timer(struct daemon *d)
+{
+	if (!d->gen.pool)
+		return;
+	uint64_t now = loop_now(d->loop);
+	uint64_t due = pool_next_due(d->gen.pool);
+	uint64_t cap = now + POOL_TICK_MAX_MS;
+	loop_timer_start(d->loop, &d->pool_timer, due < cap ? due : cap);
+}
+
+static void on_pool_timer(struct wheel_timer *t, void *ctx)
+{
+	struct daemon *d = wheel_container_of(t, struct daemon, pool_timer);
+	(void)ctx;
+	if (d->gen.pool)
+		pool_tick(d->gen.pool, loop_now(d->loop));
+	arm_pool_timer(d);
+}
+
+void daemon_pool_changed(struct daemon *d)
+{
+	arm_pool_timer(d);
+}
+
+/* True when any service listens on or forwards to IPv6. */
+static bool config_uses_ipv6(const struct berth_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nservices; i++) {
+		const struct config_service *s = &cfg->services[i];
+		for (size_t a = 0; a < s->nlisten; a++)
+			if (s->listen[a].sa.ss_family == AF_INET6)
+				return true;
+		for (size_t a = 0; a < s->nupstream; a++)
+			if (s->upstream[a].sa.ss_family == AF_INET6)
+				return true;
+	}
+	return false;
+}
+
+/* Build the pool the config asks for, or none without [pool]. */
+static int build_pool(struct daemon *d, struct daemon_gen *g, char *err,
+		      size_t errlen)
+{
+	if (!g->cfg.pool.present)
+		return 0;
+	struct portset in_use;
+	portset_clear(&in_use);
+	if (g->plan->avoid_in_use) {
+		struct procnet_stats st = { 0 };
+		int rc = procnet_ports_in_use("/proc", IPPROTO_UDP, &in_use, &st);
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: avoid_in_use: cannot read /proc/net/udp: %s",
+				 g->cfg.file, strerror(-rc));
+			return rc;
+		}
+	}
+	const struct pool_config pc = {
+		.size = g->cfg.pool.size,
+		.mode = g->cfg.pool.mode == CONFIG_POOL_PER_QUERY ? POOL_MODE_PER_QUERY
+								  : POOL_MODE_POOL,
+		.rotate_ms = g->cfg.pool.rotate_ms > UINT32_MAX ? UINT32_MAX
+								 : (uint32_t)g->cfg.pool.rotate_ms,
+		.families = POOL_FAMILY_INET |
+			    (config_uses_ipv6(&g->cfg) ? POOL_FAMILY_INET6 : 0),
+		.bind4 = { .s_addr = htonl(INADDR_ANY) },
+		.bind6 = in6addr_any,
+	};
+	char why[384];
+	g->pool = pool_create(&pc, &g->plan->allowed, &in_use, NULL, NULL,
+			      loop_now(d->loop), why, sizeof(why));
+	if (!g->pool) {
+		snprintf(err, errlen, "%s:%u: [pool]: %s", g->cfg.file,
+			 g->cfg.pool.line, why);
+		return -EADDRNOTAVAIL;
+	}
+	return 0;
+}
+
+/* Load the config and build its plan and pool into g (services not yet). */
+static int build_gen(struct daemon *d, struct daemon_gen *g, char *err,
+		     size_t errlen)
+{
+	int rc = d->path ? config_load(d->path, &g->cfg, err, errlen)
+			 : config_load_default(&g->cfg, err, errlen);
+	if (rc < 0)
+		return rc;
+	g->plan = plan_build(&g->cfg.ports, NULL, err, errlen);
+	if (!g->plan)
+		return -EINVAL;
+	return build_pool(d, g, err, errlen);
+}
+
+static const struct daemon_service_ops *ops_for(enum config_protocol p)
+{
+	for (size_t i = 0; i < sizeof(service_ops) / sizeof(service_ops[0]); i++)
+		if (service_ops[i]->protocol == p)
+			return service_ops[i];
+	return NULL;
+}
+
+/*
+ * Start every service of g.  A service that fails to start is reported and
+ * left out; the others run (an operator fixing one service should not lose
+ * the rest).  Returns the number that failed.
+ */
+static size_t start_services(struct daemon *d, struct daemon_gen *g)
+{
+	size_t failed = 0;
+	g->svcs = calloc(g->cfg.nservices ? g->cfg.nservices : 1, sizeof(*g->svcs));
+	if (!g->svcs) {
+		fputs("berthd: out of memory starting services\n", stderr);
+		return g->cfg.nservices;
+	}
+	g->nsvcs = g->cfg.nservices;
+	for (size_t i = 0; i < g->nsvcs; i++) {
+		struct daemon_service *s = &g->svcs[i];
+		const struct config_service *cs = &g->cfg.services[i];
+		const char *proto = config_protocol_name(cs->protocol);
+		char err[512] = "";
+		s->cfg = cs;
+		s->ops = ops_for(cs->protocol);
+		int rc = s->ops ? s->ops->start(d, cs, &s->state, err, sizeof(err))
+				: -ENOSYS;
+		if (rc == -ENOSYS) {
+			fprintf(stderr, "berthd: %s:%u: [service %s]: not started: the %s "
+				"service is not part of this build yet\n",
+				g->cfg.file, cs->line, cs->name, proto);
+			s->state = NULL;
+			failed++;
+		} else if (rc < 0) {
+			fprintf(stderr, "berthd: service %s not started: %s\n", cs->name, err);
+			s->state = NULL;
+			failed++;
+		}
+	}
+	return failed;
+}
+
+static void stop_services(struct daemon_gen *g)
+{
+	for (size_t i = 0; i < g->nsvcs; i++)
+		if (g->svcs[i].state)
+			g->svcs[i].ops->stop(g->svcs[i].state);
+	free(g->svcs);
+	g->svcs = NULL;
+	g->nsvcs = 0;
+}
+
+static void free_gen(struct daemon_gen *g)
+{
+	stop_services(g);
+	pool_free(g->pool);
+	plan_free(g->plan);
+	config_free(&g->cfg);
+	memset(g, 0, sizeof(*g));
+}
+
+/* Point the pool's socket watch at the daemon and tick it. */
+static void adopt_pool(struct daemon *d)
+{
+	if (d->gen.pool)
+		pool_set_watch(d->gen.pool, on_pool_socket, d);
+	arm_pool_timer(d);
+}
+
+int daemon_reload(struct daemon *d, char *err, size_t errlen)
+{
+	struct daemon_gen next = { 0 };
+	int rc = build_gen(d, &next, err, errlen);
+	if (rc < 0) {
+		free_gen(&next);
+		return rc;
+	}
+	/* The old services must let go of their listen addresses before the
+	 * new ones bind them; the old pool goes with them. */
+	loop_timer_stop(d->loop, &d->pool_timer);
+	free_gen(&d->gen);
+	d->gen = next;
+	adopt_pool(d);
+	start_services(d, &d->gen);
+	d->stats.reloads++;
+	fprintf(stderr, "berthd: reloaded %s\n", d->gen.cfg.file);
+	return 0;
+}
+
+static void on_signal(struct loop *loop, int signo, void *arg)
+{
+	struct daemon *d = arg;
+	if (signo == SIGHUP) {
+		char err[512];
+		if (daemon_reload(d, err, sizeof(err)) < 0)
+			fprintf(stderr, "berthd: reload failed, keeping the running config: %s\n",
+				err);
+		return;
+	}
+	fprintf(stderr, "berthd: %s, shutting down\n", strsignal(signo));
+	loop_stop(loop);
+}
+
+/*
+ * A pool of thousands of sockets needs more descriptors than the usual soft
+ * limit of 1024: raise the soft limit to the hard one.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			fprintf(stderr, "berthd: cannot raise the open-file limit: %s\n",
+				strerror(errno));
+	}
+}
+
+struct daemon *daemon_new(const char *path, char *err, size_t errlen)
+{
+	struct daemon *d = calloc(1, sizeof(*d));
+	if (!d) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	wheel_timer_init(&d->pool_timer, on_pool_timer);
+	if (path && !(d->path = strdup(path))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	raise_fd_limit();
+	d->loop = loop_new(NULL);
+	if (!d->loop) {
+		snprintf(err, errlen, "cannot create the event loop");
+		goto fail;
+	}
+	d->started_ms = loop_now(d->loop);
+	if (build_gen(d, &d->gen, err, errlen) < 0)
+		goto fail;
+	const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		int rc = loop_signal(d->loop, sigs[i], on_signal, d);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot handle %s: %s", strsignal(sigs[i]),
+				 strerror(-rc));
+			goto fail;
+		}
+	}
+	d->control = control_open(d, d->gen.cfg.control.socket, err, errlen);
+	if (!d->control)
+		goto fail;
+	adopt_pool(d);
+	start_services(d, &d->gen);
+	return d;
+fail:
+	daemon_free(d);
+	return NULL;
+}
+
+int daemon_run(struct daemon *d)
+{
+	if (d->gen.pool) {
+		struct pool_stats st;
+		pool_stats(d->gen.pool, &st);
+		fprintf(stderr, "berthd: pool of %u UDP sockets (%s) on random ports "
+			"from %u allowed in %u-%u\n", st.bound,
+			st.mode == POOL_MODE_POOL ? "pre-bound" : "per-query",
+			st.allowed, d->gen.plan->dynamic_lo, d->gen.plan->dynamic_hi);
+	}
+	fprintf(stderr, "berthd: control socket %s; running\n",
+		d->gen.cfg.control.socket);
+	int rc = loop_run(d->loop);
+	if (rc < 0) {
+		fprintf(stderr, "berthd: event loop failed: %s\n", strerror(-rc));
+		return 1;
+	}
+	return 0;
+}
+
+void daemon_free(struct daemon *d)
+{
+	if (!d)
+		return;
+	if (d->loop)
+		loop_timer_stop(d->loop, &d->pool_timer);
+	control_close(d->control);
+	free_gen(&d->gen);
+	loop_free(d->loop);
+	free(d->pw);
+	free(d->path);
+	free(d);
+}

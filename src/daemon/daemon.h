@@ -1,0 +1,94 @@
+/*
+ * daemon: berthd's core.  It owns the event loop, the config and its port
+ * plan, the socket pool, the control socket and the running services, and
+ * rebuilds the plan, pool and services on reload.
+ *
+ * Services plug in through struct daemon_service_ops, one set per protocol
+ * in src/daemon/svc_<protocol>.c.  They get the loop and the pool from the
+ * daemon; they never watch pool sockets themselves: the daemon reads every
+ * datagram that arrives on a pool socket and offers it to each service's
+ * on_pool_reply() until one claims it (a pool socket carries the queries of
+ * every service that uses the pool).
+ */
+#ifndef BERTH_DAEMON_H
+#define BERTH_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "daemon/config.h"
+
+struct daemon;
+struct loop;
+struct pool;
+struct plan;
+
+/* A protocol's hooks.  Every function pointer but sessions is required. */
+struct daemon_service_ops {
+	enum config_protocol protocol;
+	/*
+	 * Start the service svc (borrowed; valid until stop) on the daemon's
+	 * loop and pool.  On success store the service's object in *state and
+	 * return 0; else return -errno with a message naming the service,
+	 * address or file in err.
+	 */
+	int (*start)(struct daemon *d, const struct config_service *svc,
+		     void **state, char *err, size_t errlen);
+	/* Close listeners, drop in-flight work (returning pool handles with
+	 * pool_done) and free state. */
+	void (*stop)(void *state);
+	/*
+	 * A datagram arrived on pool socket fd (local port port) from from.
+	 * Return true when it answers one of this service's queries (the
+	 * service then handles or rejects it and counts it), false to let the
+	 * next service look.  msg is valid only during the call.
+	 */
+	bool (*on_pool_reply)(void *state, int fd, uint16_t port,
+			      const struct sockaddr *from, socklen_t fromlen,
+			      const uint8_t *msg, size_t len);
+	/* Append the service's status lines ("  key: value") to out. */
+	void (*status)(void *state, FILE *out);
+	/* Append one line per session for `berthctl sessions`; may be NULL. */
+	void (*sessions)(void *state, FILE *out);
+};
+
+/* The ops of each protocol, defined in svc_<protocol>.c. */
+extern const struct daemon_service_ops svc_dns_ops;
+
+/*
+ * Load the config (path NULL: the built-in default), build the plan, the
+ * pool, the control socket and the services.  Returns the daemon or NULL
+ * with the reason (file:line, key, port...) in err.
+ */
+struct daemon *daemon_new(const char *path, char *err, size_t errlen);
+
+/* Run until SIGTERM/SIGINT.  Returns the process exit status. */
+int daemon_run(struct daemon *d);
+
+/* Stop the services, close every socket and free d.  Accepts NULL. */
+void daemon_free(struct daemon *d);
+
+/*
+ * Reload the config: build the new plan and pool first and keep running the
+ * old ones when that fails (err says why, return -errno); then replace the
+ * services.  Outstanding queries of the old services are dropped.
+ */
+int daemon_reload(struct daemon *d, char *err, size_t errlen);
+
+/*
+ * Run one control command (a line without its newline: "status", "pool",
+ * "release 4500", "sessions", "reload") and write its output to out.
+ * Returns 0, or -1 with a one-line reason in err.  (daemon_cmd.c)
+ */
+int daemon_command(struct daemon *d, const char *line, FILE *out, char *err,
+		   size_t errlen);
+
+/* Accessors for services and commands. */
+struct loop *daemon_loop(struct daemon *d);
+struct pool *daemon_pool(struct daemon *d); /* NULL without [pool] */
+const struct plan *daemon_plan(const struct daemon *d);
+const struct berth_config *daemon_config(const struct daemon *d);
+
+#endif
