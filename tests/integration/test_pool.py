@@ -1,0 +1,170 @@
+"""The socket pool against the failure it exists to fix.
+
+A DNS server pre-bound 2,500 random UDP ports and took ports other services
+needed (IPsec on 4500 among them), so they failed to start at random.  Here
+berthd builds the same 2,500-socket pool in the legacy MaxUserPort = 5000
+range (1024..5000) with the Small Business Server catalog reserved, and the
+test shows every reserved port stays free, a port held before start-up is
+never taken, and `berthctl release` frees a port live while the pool stays
+full.
+"""
+import errno
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+POOL_SIZE = 2500
+
+
+def catalog_ports(name):
+    """Every port of data/catalog/NAME.ports, read independently of berth."""
+    ports = set()
+    for line in (REPO / "data" / "catalog" / f"{name}.ports").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        first = line.split()[0]
+        lo, _, hi = first.partition("-")
+        ports.update(range(int(lo), int(hi or lo) + 1))
+    return ports
+
+
+def pool_listing(berthctl, sock):
+    """(summary dict, list of (port, state)) from `berthctl -s SOCK pool`."""
+    out = berthctl("-s", sock, "pool")
+    assert out.returncode == 0, out.stderr
+    summary, sockets, in_sockets = {}, [], False
+    for line in out.stdout.splitlines():
+        if line.startswith("sockets"):
+            in_sockets = True
+        elif in_sockets:
+            _slot, port, _outstanding, state = line.split()
+            sockets.append((int(port), state))
+        else:
+            key, _, value = line.partition(":")
+            summary[key.strip()] = value.strip()
+    return summary, sockets
+
+
+def bind_udp(port, host="0.0.0.0"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((host, port))
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def pick_free_port_in(lo, hi, avoid):
+    for port in range(hi, lo - 1, -1):
+        if port in avoid:
+            continue
+        try:
+            return bind_udp(port)
+        except OSError:
+            continue
+    pytest.fail(f"no free UDP port in {lo}-{hi}")
+
+
+@pytest.fixture
+def legacy_pool(berthd, berthctl, tmp_path):
+    """berthd with a 2,500-socket pool in 1024..5000 minus sbs, and a UDP
+    port in that range held by this test since before berthd started."""
+    sbs = catalog_ports("sbs")
+    held = pick_free_port_in(1024, 5000, sbs)
+    sock = str(tmp_path / "berth.sock")
+    daemon = berthd(f"""
+[ports]
+max_user_port = 5000
+max_user_port_semantics = legacy
+reserved_catalog = sbs
+avoid_in_use = yes
+
+[pool]
+size = {POOL_SIZE}
+
+[control]
+socket = {sock}
+""", ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+    yield daemon, sock, sbs, held
+    held.close()
+
+
+def test_pool_never_takes_reserved_or_held_ports(legacy_pool, berthctl):
+    daemon, sock, sbs, held = legacy_pool
+    held_port = held.getsockname()[1]
+    summary, sockets = pool_listing(berthctl, sock)
+    ports = [p for p, state in sockets if state == "live"]
+
+    assert summary["ports held"] == str(POOL_SIZE)
+    assert len(ports) == POOL_SIZE
+    assert len(set(ports)) == POOL_SIZE, "a port was bound twice"
+    assert all(1024 <= p <= 5000 for p in ports), "a port outside 1024..5000"
+    assert not sbs & set(ports), f"reserved ports taken: {sorted(sbs & set(ports))}"
+    assert held_port not in ports
+    assert summary["range"] == "1024-5000"
+    # 3,977 ports in the legacy range; the sbs catalog reserves 138 of them.
+    assert int(summary["allowed ports"]) == 3977 - len(sbs & set(range(1024, 5001)))
+
+    # The kernel agrees: berthd holds 2,500 UDP ports, and each is one of them.
+    out = berthctl("who", f"{ports[0]}/udp")
+    assert out.returncode == 0 and f"pid {daemon.pid}" in out.stdout, out.stdout
+
+    # Another service now starts on every reserved UDP port: all succeed.
+    opened = []
+    try:
+        for port in sorted(sbs):
+            try:
+                opened.append(bind_udp(port))
+            except OSError as e:
+                pytest.fail(f"reserved port {port}/udp could not be bound: {e}")
+    finally:
+        for s in opened:
+            s.close()
+    assert len(opened) == len(sbs)
+
+
+def test_release_frees_a_port_while_the_pool_stays_full(legacy_pool, berthctl):
+    _daemon, sock, _sbs, _held = legacy_pool
+    _, sockets = pool_listing(berthctl, sock)
+    victim = sockets[0][0]
+
+    # While the pool holds it, nobody else can have it.
+    with pytest.raises(OSError) as taken:
+        bind_udp(victim)
+    assert taken.value.errno == errno.EADDRINUSE
+
+    out = berthctl("-s", sock, "release", str(victim))
+    assert out.returncode == 0, out.stderr
+    assert f"port {victim} released" in out.stdout
+
+    # The other program gets it at once ...
+    s = bind_udp(victim)
+    s.close()
+    # ... and the pool is still full, without it, and will not take it back.
+    summary, sockets = pool_listing(berthctl, sock)
+    ports = [p for p, state in sockets if state == "live"]
+    assert summary["ports held"] == str(POOL_SIZE)
+    assert len(set(ports)) == POOL_SIZE
+    assert victim not in ports
+    assert summary["releases"] == "1"
+
+
+def test_live_verbs_report_errors_clearly(legacy_pool, berthctl, tmp_path):
+    _daemon, sock, _sbs, _held = legacy_pool
+    out = berthctl("-s", sock, "release", "70000")
+    assert out.returncode == 2
+    assert "1-65535" in out.stderr
+
+    missing = str(tmp_path / "nowhere.sock")
+    out = berthctl("-s", missing, "status")
+    assert out.returncode == 2
+    assert "not running" in out.stderr and missing in out.stderr
+
+    out = berthctl("-s", sock, "status")
+    assert out.returncode == 0
+    assert "pool: 2500 sockets" in out.stdout
+    assert "dynamic 1024-5000" in out.stdout
