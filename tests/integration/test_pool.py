@@ -168,3 +168,38 @@ def test_live_verbs_report_errors_clearly(legacy_pool, berthctl, tmp_path):
     assert out.returncode == 0
     assert "pool: 2500 sockets" in out.stdout
     assert "dynamic 1024-5000" in out.stdout
+
+
+def test_rotation_moves_sockets_to_fresh_ports(berthd, berthctl, tmp_path):
+    """rotate = 200ms: every socket moves to a fresh random port each period,
+    spread out, and never onto a reserved port."""
+    import time
+    sbs = catalog_ports("sbs")
+    sock = str(tmp_path / "berth.sock")
+    berthd(f"""
+[ports]
+max_user_port = 5000
+max_user_port_semantics = legacy
+reserved_catalog = sbs
+
+[pool]
+size = 50
+rotate = 200ms
+
+[control]
+socket = {sock}
+""", ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+    _, first = pool_listing(berthctl, sock)
+    seen = {p for p, _ in first}
+    deadline = time.monotonic() + 10
+    while True:
+        summary, sockets = pool_listing(berthctl, sock)
+        seen |= {p for p, _ in sockets}
+        if int(summary["rotations"]) >= 150 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert int(summary["rotations"]) >= 150, summary
+    assert summary["ports held"] == "50"
+    assert len(seen) > 100, "rotation did not move sockets to fresh ports"
+    assert not seen & sbs
+    assert all(1024 <= p <= 5000 for p in seen)
