@@ -152,6 +152,40 @@ def test_other_names_are_refused_without_recursion(unbound_upstream):
     assert " 0 recursions" in log, log
 
 
+def test_trap_counts_queries_that_escape(unbound_upstream, tmp_path):
+    """leaked() is not vacuous: without the refuse zone, queries reach it."""
+    import dns.exception
+    import upstreams
+    up = unbound_upstream()
+    assert up.stop() == (0, False)
+    refuse = '    local-zone: "." refuse\n'
+    text = up.conf.read_text()
+    assert refuse in text
+    up.conf.write_text(text.replace(refuse, ""))
+    with open(tmp_path / "open.log", "wb") as log:
+        proc = subprocess.Popen([upstreams.UNBOUND, "-d", "-c", up.conf],
+                                stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log)
+    try:
+        escaped = 0
+        for _ in range(20):
+            try:
+                up.query("example.com.", "A", timeout=0.5)
+            except (dns.exception.Timeout, ConnectionRefusedError):
+                pass  # the trap never answers; not started yet
+            escaped = up.leaked()
+            if escaped:
+                break
+        assert escaped > 0, (tmp_path / "open.log").read_text()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def test_two_upstreams_serve_their_own_records(unbound_upstream):
     from upstreams import Record
     first = unbound_upstream()
