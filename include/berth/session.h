@@ -272,6 +272,9 @@ void *sess_user(const struct sess *s);
 /* s's peer address (owned by s) and its length in *len (may be NULL). */
 const struct sockaddr *sess_peer(const struct sess *s, socklen_t *len);
 
+/* s's socket (for tests and diagnostics; -1 once closed).  Owned by s. */
+int sess_fd(const struct sess *s);
+
 /* Requests delivered to the service and not yet answered. */
 uint64_t sess_in_flight(const struct sess *s);
 

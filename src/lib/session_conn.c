@@ -426,6 +426,11 @@ const struct sockaddr *sess_peer(const struct sess *s, socklen_t *len)
 	return (const struct sockaddr *)&s->peer;
 }
 
+int sess_fd(const struct sess *s)
+{
+	return s->fd;
+}
+
 uint64_t sess_in_flight(const struct sess *s)
 {
 	return in_flight(s);
