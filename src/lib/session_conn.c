@@ -78,11 +78,12 @@ struct sess *sess_conn_new(struct sess_listener *l, int fd,
 	wheel_timer_init(&s->timer, conn_on_timer);
 	sess_link_init(&s->all);
 	sess_link_init(&s->fifo);
-	conn_interest(s);
-	if (s->interest == 0) {
+	/* Registered directly: a failure here must not run the close path. */
+	if (loop_watch_set(s->loop, &s->watch, LOOP_READ) < 0) {
 		free(s);
 		return NULL;
 	}
+	s->interest = LOOP_READ;
 	sess_link_add_tail(&l->all, &s->all);
 	sess_link_add_tail(&l->fifo, &s->fifo);
 	s->in_fifo = true;

@@ -148,6 +148,11 @@ static void take_conn(struct sess_listener *l, int fd,
 		return;
 	}
 	if (l->st.active >= l->lim.max_sessions && !evict_oldest_new(l)) {
+		char text[64];
+		sess_log(l, "%s: %u sessions, none new: refusing %s",
+			 l->svc.name, l->lim.max_sessions,
+			 sess_addr_text((const struct sockaddr *)peer, text,
+					sizeof(text)));
 		l->st.refusals++;
 		drop_conn(fd);
 		return;

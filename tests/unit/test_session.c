@@ -213,6 +213,7 @@ static void test_eviction_and_refusal(void **state)
 	assert_int_equal(st.active, 3);
 	assert_int_equal(st.accepted, 4);
 	assert_null(fx_sess_of(fx, e));
+	assert_non_null(strstr(fx->last_log, "refusing 127.0.0.1:"));
 	assert_true(fx_peer_state(e) <= 0);
 	int clients[] = { a, b, c, d, e };
 	for (int i = 0; i < 5; i++)
@@ -374,6 +375,58 @@ static void test_service_close_flushes_and_shutdown(void **state)
 	fx_free(fx);
 }
 
+static void test_peer_reset_is_io_error(void **state)
+{
+	(void)state;
+	struct fx *fx = setup_tcp(true, false, 0);
+	int c = fx_connect(fx);
+	fx_accept(fx);
+	struct sess *s = fx_sess_of(fx, c);
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	assert_int_equal(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)),
+			 0);
+	close(c);
+	assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s), LOOP_READ), 0);
+	assert_true(loop_run_once(fx->loop) >= 0);
+	assert_int_equal(fx->closes, 1);
+	assert_int_equal(fx->close_why[0], SESS_CLOSE_IO_ERROR);
+	assert_int_equal(fx_closes(fx, SESS_CLOSE_IO_ERROR), 1);
+	fx_free(fx);
+}
+
+static void test_flush_on_close_is_bounded(void **state)
+{
+	(void)state;
+	struct fx *fx = fx_new();
+	struct sess_service svc = fx_service(fx, sess_frame_len16, 512);
+	struct sess_limits lim = { .max_output = 64u << 20 };
+	fx_listen_tcp(fx, &svc, &lim, NULL, false);
+	int c = fx_connect(fx);
+	fx_accept(fx);
+	struct sess *s = fx_sess_of(fx, c);
+	fx_send(fx, c, s, REQ, sizeof(REQ));
+	size_t big = 32u << 20;
+	uint8_t *blob = calloc(1, big);
+	assert_non_null(blob);
+	assert_int_equal(sess_send(s, blob, big), 0);
+	free(blob);
+	sess_close(s, SESS_CLOSE_SERVICE);
+	assert_true(loop_run_once(fx->loop) >= 0);
+	/* The peer reads nothing: the session waits to flush, then gives up. */
+	assert_int_equal(fx->closes, 1);
+	assert_ptr_equal(sess_first(fx->lst), s);
+	struct sess_info info;
+	sess_get_info(s, &info);
+	assert_int_equal(info.state, SESS_STATE_CLOSING);
+	assert_int_equal(loop_fake_interest(fx->fake, sess_fd(s)), LOOP_WRITE);
+	fx_at(fx, FX_START_MS + SESS_FLUSH_MS - 1);
+	assert_ptr_equal(sess_first(fx->lst), s);
+	fx_at(fx, FX_START_MS + SESS_FLUSH_MS);
+	assert_null(sess_first(fx->lst));
+	close(c);
+	fx_free(fx);
+}
+
 static void test_ipv6_served(void **state)
 {
 	(void)state;
@@ -411,6 +464,8 @@ int main(void)
 		cmocka_unit_test(test_write_interest_only_while_pending),
 		cmocka_unit_test(test_peer_close_waits_for_in_flight),
 		cmocka_unit_test(test_service_close_flushes_and_shutdown),
+		cmocka_unit_test(test_peer_reset_is_io_error),
+		cmocka_unit_test(test_flush_on_close_is_bounded),
 		cmocka_unit_test(test_ipv6_served),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
