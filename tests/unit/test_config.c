@@ -593,6 +593,24 @@ static void test_missing_file(void **state)
 	config_free(&cfg);
 }
 
+/* A device, a FIFO or a directory would block or never end: refused. */
+static void test_not_regular_files(void **state)
+{
+	(void)state;
+	const char *paths[] = { "/dev/zero", "/dev/null", "/tmp" };
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		struct berth_config cfg = { 0 };
+		char err[256] = "";
+		assert_int_equal(config_load(paths[i], &cfg, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, paths[i]));
+		assert_non_null(strstr(err, "not a regular file"));
+		config_free(&cfg);
+	}
+	expect_error("[service d]\nprotocol = dns\nlisten = 127.0.0.1:53\n"
+		     "upstream = /dev/zero\n",
+		     "t.conf:4: [service d] upstream", "/dev/zero: not a regular file");
+}
+
 static void assert_setting_equal(const struct plan_setting *a, const struct plan_setting *b)
 {
 	assert_int_equal(a->line, b->line);
@@ -744,6 +762,7 @@ int main(void)
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_value_errors),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_not_regular_files),
 		cmocka_unit_test(test_builtin_default),
 		cmocka_unit_test(test_free_is_safe),
 	};
