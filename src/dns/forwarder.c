@@ -8,14 +8,28 @@
 
 #include "dns/forwarder_int.h"
 
+static void on_timeout(struct wheel_timer *t, void *ctx);
+
 /* ---- the outstanding-query table ---------------------------------------- */
 
+/*
+ * A free record: a recycled one first, else one never used yet.  Records are
+ * prepared on first use so that a large table costs memory only as deep as
+ * the load ever went (calloc's untouched pages stay unbacked).
+ */
 static struct fwd_query *rec_alloc(struct dns_fwd *f)
 {
-	if (f->free_head == FWD_NIL)
+	struct fwd_query *r;
+	if (f->free_head != FWD_NIL) {
+		r = &f->q[f->free_head];
+		f->free_head = r->next;
+	} else if (f->fresh < f->cap) {
+		r = &f->q[f->fresh++];
+		r->f = f;
+		wheel_timer_init(&r->timer, on_timeout);
+	} else {
 		return NULL;
-	struct fwd_query *r = &f->q[f->free_head];
-	f->free_head = r->next;
+	}
 	r->next = FWD_NIL;
 	r->in_use = true;
 	f->st.outstanding++;
@@ -118,8 +132,6 @@ static void client_answer_error(struct dns_fwd *f, struct fwd_query *r,
 	fwd_udp_error(f, r->listen_idx, &r->client.sa, r->client_len, &r->qmsg,
 		      rcode);
 }
-
-static void on_timeout(struct wheel_timer *t, void *ctx);
 
 /*
  * Send r to its next upstream, from a fresh random pool socket with a fresh
@@ -345,12 +357,6 @@ struct dns_fwd *dns_fwd_new(struct loop *l, struct pool *p,
 		goto fail;
 	for (uint32_t i = 0; i < 65536; i++)
 		f->id_head[i] = FWD_NIL;
-	for (uint32_t i = f->cap; i-- > 0;) {
-		f->q[i].f = f;
-		f->q[i].next = f->free_head;
-		f->free_head = i;
-		wheel_timer_init(&f->q[i].timer, on_timeout);
-	}
 	return f;
 fail:
 	if (errlen)
@@ -364,7 +370,7 @@ void dns_fwd_free(struct dns_fwd *f)
 	if (!f)
 		return;
 	if (f->q)
-		for (uint32_t i = 0; i < f->cap; i++)
+		for (uint32_t i = 0; i < f->fresh; i++)
 			if (f->q[i].in_use)
 				rec_unhash(f, &f->q[i]);
 	fwd_udp_close_all(f);

@@ -79,7 +79,8 @@ struct dns_fwd {
 
 	struct fwd_query *q;        /* cap records */
 	uint32_t cap;
-	uint32_t free_head;
+	uint32_t free_head;         /* recycled records */
+	uint32_t fresh;             /* records [fresh, cap) never used yet */
 	uint32_t *id_head;          /* 65536 chain heads, by outbound ID */
 
 	struct dns_fwd_stats st;
