@@ -207,3 +207,8 @@ def berthd(build_dir, tmp_path):
 def own_comm():
     """This process's program name as the kernel records it (/proc/self/comm)."""
     return Path("/proc/self/comm").read_text().strip()
+
+
+# Real upstream servers (Unbound, an MIT KDC) for the DNS and Kerberos
+# scenarios live in upstreams.py; importing them here registers them.
+from upstreams import krb5_realm, unbound_upstream  # noqa: E402,F401
