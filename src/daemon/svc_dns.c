@@ -1,7 +1,8 @@
 /*
  * svc_dns: berthd's wiring of a [service NAME] with protocol = dns to the
  * DNS forwarder (src/dns/forwarder.h): the hosts file, the upstreams, the
- * guard's blocked source ports and one UDP listener per listen address.
+ * guard's blocked source ports and a UDP and a TCP listener per listen
+ * address.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -88,6 +89,19 @@ static int dns_start(struct daemon *d, const struct config_service *svc,
 	for (size_t i = 0; i < svc->nlisten; i++) {
 		rc = dns_fwd_listen_udp(s->fwd, (const struct sockaddr *)&svc->listen[i].sa,
 					svc->listen[i].len, why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s:%u: [service %s] listen: %s",
+				 daemon_config(d)->file, svc->listen_line, svc->name, why);
+			goto fail;
+		}
+		struct dns_fwd_tcp_limits lim = {
+			.new_connection_ms = svc->new_connection_timeout_ms,
+			.idle_ms = svc->idle_timeout_ms,
+			.reset_on_timeout = svc->reset_on_timeout,
+			.max_sessions = svc->max_sessions,
+		};
+		rc = dns_fwd_listen_tcp(s->fwd, (const struct sockaddr *)&svc->listen[i].sa,
+					svc->listen[i].len, &lim, why, sizeof(why));
 		if (rc < 0) {
 			snprintf(err, errlen, "%s:%u: [service %s] listen: %s",
 				 daemon_config(d)->file, svc->listen_line, svc->name, why);

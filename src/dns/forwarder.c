@@ -129,8 +129,11 @@ static void client_answer_error(struct dns_fwd *f, struct fwd_query *r,
 	if (f->use_0x20)
 		memcpy(r->query + r->qmsg.qname_off, r->client_name,
 		       r->qmsg.qname_wire_len);
-	fwd_udp_error(f, r->listen_idx, &r->client.sa, r->client_len, &r->qmsg,
-		      rcode);
+	if (r->sess)
+		fwd_tcp_error(f, r->sess, &r->qmsg, rcode);
+	else
+		fwd_udp_error(f, r->listen_idx, &r->client.sa, r->client_len,
+			      &r->qmsg, rcode);
 }
 
 /*
@@ -185,21 +188,24 @@ static void on_timeout(struct wheel_timer *t, void *ctx)
 	send_attempt(f, r);
 }
 
-void fwd_start(struct dns_fwd *f, unsigned idx, const struct sockaddr *from,
-	       socklen_t fromlen, const struct dns_msg *q)
+bool fwd_start(struct dns_fwd *f, unsigned idx, const struct sockaddr *from,
+	       socklen_t fromlen, const struct dns_msg *q, struct sess *sess)
 {
 	struct fwd_query *r = rec_alloc(f);
 	if (!r) {
 		f->st.table_full++;
-		return;
+		return false;
 	}
 	r->listen_idx = (uint8_t)idx;
+	r->sess = sess;
 	r->client_id = q->hdr.id;
-	r->client_limit = dns_udp_limit(q);
+	/* TCP answers are never cut: the frame holds any DNS message. */
+	r->client_limit = sess ? DNS_MSG_MAX : dns_udp_limit(q);
 	memset(&r->client, 0, sizeof(r->client));
 	if (fromlen > sizeof(r->client))
 		fromlen = sizeof(r->client);
-	memcpy(&r->client, from, fromlen);
+	if (from)
+		memcpy(&r->client, from, fromlen);
 	r->client_len = fromlen;
 	r->qlen = (uint16_t)q->len;
 	memcpy(r->query, q->buf, q->len);
@@ -212,6 +218,20 @@ void fwd_start(struct dns_fwd *f, unsigned idx, const struct sockaddr *from,
 		       r->qmsg.qname_wire_len);
 	plan_order(f, r);
 	send_attempt(f, r);
+	return true;
+}
+
+void fwd_cancel_session(struct dns_fwd *f, struct sess *s)
+{
+	/* Only reached when the session still had queries in flight, which a
+	 * client closing early does; ordinary closes cost nothing. */
+	for (uint32_t i = 0; i < f->fresh; i++) {
+		struct fwd_query *r = &f->q[i];
+		if (r->in_use && r->sess == s) {
+			rec_unhash(f, r);
+			rec_free(f, r);
+		}
+	}
 }
 
 /* ---- replies ------------------------------------------------------------- */
@@ -241,7 +261,11 @@ static void relay_answer(struct dns_fwd *f, struct fwd_query *r,
 		dns_set_flags(out, resp->hdr.flags | DNS_FLAG_TC);
 		f->st.truncated++;
 	}
-	fwd_udp_send(f, r->listen_idx, &r->client.sa, r->client_len, out, len);
+	if (r->sess)
+		fwd_tcp_send(f, r->sess, out, len);
+	else
+		fwd_udp_send(f, r->listen_idx, &r->client.sa, r->client_len, out,
+			     len);
 }
 
 static bool from_upstream(const struct dns_fwd *f, const struct sockaddr *from)
@@ -369,6 +393,8 @@ void dns_fwd_free(struct dns_fwd *f)
 {
 	if (!f)
 		return;
+	if (f->q)
+		fwd_tcp_close_all(f);
 	if (f->q)
 		for (uint32_t i = 0; i < f->fresh; i++)
 			if (f->q[i].in_use)

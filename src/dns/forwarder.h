@@ -132,6 +132,28 @@ void dns_fwd_free(struct dns_fwd *f);
 int dns_fwd_listen_udp(struct dns_fwd *f, const struct sockaddr *addr,
 		       socklen_t addrlen, char *err, size_t errlen);
 
+/* Deadlines and limits of TCP listeners (see include/berth/session.h). */
+struct dns_fwd_tcp_limits {
+	uint64_t new_connection_ms; /* until the first complete query */
+	uint64_t idle_ms;           /* after the last answer */
+	bool reset_on_timeout;      /* close timed-out sessions with RST */
+	uint32_t max_sessions;      /* 0: the engine's default */
+};
+
+/*
+ * Open a TCP listener on addr (borrowed) serving DNS over TCP with 2-byte
+ * framing on the session engine; queries pipelined on one connection are
+ * answered as their answers come.  lim (borrowed, may be NULL: no deadlines)
+ * gives the deadlines.  Returns the listener's index or -errno, with the
+ * reason naming the address in err.
+ */
+int dns_fwd_listen_tcp(struct dns_fwd *f, const struct sockaddr *addr,
+		       socklen_t addrlen, const struct dns_fwd_tcp_limits *lim,
+		       char *err, size_t errlen);
+
+/* The local port (host order) of TCP listener idx, or 0. */
+uint16_t dns_fwd_tcp_port(const struct dns_fwd *f, int idx);
+
 /* The local port (host order) of UDP listener idx, or 0. */
 uint16_t dns_fwd_udp_port(const struct dns_fwd *f, int idx);
 

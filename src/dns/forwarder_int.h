@@ -10,6 +10,7 @@
 
 #include "berth/guard.h"
 #include "berth/loop.h"
+#include "berth/session.h"
 #include "berth/sockpool.h"
 #include "dns/forwarder.h"
 #include "dns/wire.h"
@@ -38,6 +39,7 @@ struct fwd_query {
 	bool in_use;
 	bool hashed;                /* on an ID chain, holding a pool socket */
 	uint8_t listen_idx;         /* UDP listener the query came on */
+	struct sess *sess;          /* TCP client's session, or NULL for UDP */
 	uint8_t attempt;            /* index into order[] */
 	uint8_t norder;
 	uint8_t order[DNS_FWD_MAX_UPSTREAMS]; /* upstreams to try, in turn */
@@ -76,6 +78,8 @@ struct dns_fwd {
 	size_t nup;
 	struct fwd_listen listen[DNS_FWD_MAX_LISTEN];
 	size_t nlisten;
+	struct sess_listener *tcp[DNS_FWD_MAX_LISTEN];
+	size_t ntcp;
 
 	struct fwd_query *q;        /* cap records */
 	uint32_t cap;
@@ -85,6 +89,7 @@ struct dns_fwd {
 
 	struct dns_fwd_stats st;
 	uint8_t tx[DNS_MSG_MAX];    /* one answer being built */
+	uint8_t txtcp[DNS_MSG_MAX + 2]; /* the same, framed for TCP */
 	uint8_t rx[FWD_RX_BATCH][FWD_RX_BUF];
 };
 
@@ -97,13 +102,26 @@ void fwd_udp_error(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
 		   socklen_t tolen, const struct dns_msg *q, unsigned rcode);
 
 /*
- * Start forwarding the valid query q (msg, len octets) from a UDP client.
- * Takes a record, drops and counts the query when the table is full.
+ * Start forwarding the valid query q from a client: over UDP (listener idx,
+ * address from) when sess is NULL, else from TCP session sess.  Returns
+ * false, counting table_full, when no record is free.
  */
-void fwd_start(struct dns_fwd *f, unsigned idx, const struct sockaddr *from,
-	       socklen_t fromlen, const struct dns_msg *q);
+bool fwd_start(struct dns_fwd *f, unsigned idx, const struct sockaddr *from,
+	       socklen_t fromlen, const struct dns_msg *q, struct sess *sess);
 
 /* Close every listen socket. */
 void fwd_udp_close_all(struct dns_fwd *f);
+
+/* TCP counterparts of fwd_udp_send / fwd_udp_error (forwarder_tcp.c). */
+void fwd_tcp_send(struct dns_fwd *f, struct sess *s, const uint8_t *msg,
+		  size_t len);
+void fwd_tcp_error(struct dns_fwd *f, struct sess *s, const struct dns_msg *q,
+		   unsigned rcode);
+
+/* Drop the outstanding queries of a closing session (forwarder.c). */
+void fwd_cancel_session(struct dns_fwd *f, struct sess *s);
+
+/* Free every TCP listener, closing its sessions. */
+void fwd_tcp_close_all(struct dns_fwd *f);
 
 #endif

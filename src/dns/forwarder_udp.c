@@ -79,7 +79,7 @@ void dns_fwd_udp_query(struct dns_fwd *f, int idx, const struct sockaddr *from,
 		fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_SERVFAIL);
 		return;
 	}
-	fwd_start(f, li, from, fromlen, &q);
+	fwd_start(f, li, from, fromlen, &q, NULL);
 }
 
 /* Read every datagram waiting on a listen socket, a batch at a time. */

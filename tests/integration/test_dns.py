@@ -204,3 +204,31 @@ def test_guarded_source_ports(berthd, berthctl, tmp_path, unbound):
     reply = ask(port, "host.test.", source_port=free_port("udp"))
     assert reply.answer
     assert status(berthctl, daemon)["guard_drops"] == 1
+
+
+def test_tcp_dig_kdig(berthd, tmp_path, unbound):
+    require(DIG, KDIG)
+    daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{unbound.port}"])
+    out = run([DIG, "+tcp", "+short", "+tries=1", "+time=3", "-p", str(port),
+               "@127.0.0.1", "host.test", "A"])
+    assert out.stdout.split() == ["192.0.2.10"]
+    out = run([KDIG, "+tcp", "+short", "+timeout=3", "-p", str(port),
+               "@127.0.0.1", "host.test", "MX"])
+    assert out.stdout.split() == ["10", "mail.test."]
+
+
+def test_tcp_pipelined(berthd, tmp_path, unbound):
+    daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{unbound.port}"])
+    names = ["host.test.", "mail.test.", "nothing.test."]
+    queries = [dns.message.make_query(n, "A") for n in names]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        wire = b"".join(len(w).to_bytes(2, "big") + w
+                        for w in (q.to_wire() for q in queries))
+        s.sendall(wire)
+        replies = {}
+        for _ in queries:
+            reply, _ = dns.query.receive_tcp(s, expiration=None)
+            replies[reply.id] = reply
+    for q in queries:
+        assert q.is_response(replies[q.id])
+    assert replies[queries[2].id].rcode() == dns.rcode.NXDOMAIN
