@@ -1,32 +1,133 @@
-/* Placeholder: replaced by the DNS forwarder's daemon wiring. */
+/*
+ * svc_dns: berthd's wiring of a [service NAME] with protocol = dns to the
+ * DNS forwarder (src/dns/forwarder.h): the hosts file, the upstreams, the
+ * guard's blocked source ports and a UDP and a TCP listener per listen
+ * address.
+ */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "daemon/daemon.h"
+#include "dns/forwarder.h"
+#include "dns/hosts.h"
 
-static int dns_start(struct daemon *d, const struct config_service *svc,
-		     void **state, char *err, size_t errlen)
+struct svc_dns {
+	struct dns_fwd *fwd;
+	struct dns_hosts *hosts; /* owned; the forwarder borrows it */
+	char name[CONFIG_NAME_MAX + 1];
+	size_t hosts_skipped;
+};
+
+/* A skipped hosts line is worth a warning, not a refusal to start: the
+ * default config reads /etc/hosts, which the operator may not control. */
+static void warn_hosts(void *arg, const char *msg)
 {
-	(void)d, (void)svc, (void)state, (void)err, (void)errlen;
-	return -ENOSYS;
+	struct svc_dns *s = arg;
+	s->hosts_skipped++;
+	fprintf(stderr, "berthd: [service %s] hosts: %s (line skipped)\n",
+		s->name, msg);
 }
 
 static void dns_stop(void *state)
 {
-	(void)state;
+	struct svc_dns *s = state;
+	if (!s)
+		return;
+	dns_fwd_free(s->fwd);
+	dns_hosts_free(s->hosts);
+	free(s);
+}
+
+static int dns_start(struct daemon *d, const struct config_service *svc,
+		     void **state, char *err, size_t errlen)
+{
+	struct dns_fwd_addr ups[DNS_FWD_MAX_UPSTREAMS];
+	char why[256] = "";
+	int rc = -ENOMEM;
+	struct svc_dns *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "[service %s]: out of memory", svc->name);
+		return -ENOMEM;
+	}
+	snprintf(s->name, sizeof(s->name), "%s", svc->name);
+	if (svc->nupstream > DNS_FWD_MAX_UPSTREAMS) {
+		rc = -EINVAL;
+		snprintf(err, errlen, "%s:%u: [service %s] upstream: at most %u upstreams",
+			 daemon_config(d)->file, svc->upstream_line, svc->name,
+			 DNS_FWD_MAX_UPSTREAMS);
+		goto fail;
+	}
+	if (svc->hosts) {
+		rc = dns_hosts_load(&s->hosts, svc->hosts, DNS_HOSTS_DEFAULT_TTL,
+				    warn_hosts, s, why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "[service %s] hosts: %s", svc->name, why);
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < svc->nupstream; i++) {
+		memset(&ups[i], 0, sizeof(ups[i]));
+		memcpy(&ups[i].sa, &svc->upstream[i].sa, svc->upstream[i].len);
+		ups[i].len = svc->upstream[i].len;
+	}
+	struct dns_fwd_config fc = {
+		.upstreams = ups,
+		.nupstream = svc->nupstream,
+		.upstream_timeout_ms = svc->upstream_timeout_ms,
+		.use_0x20 = svc->dns_0x20,
+		.blocked_source_ports = &svc->blocked_source_ports,
+		.hosts = s->hosts,
+	};
+	s->fwd = dns_fwd_new(daemon_loop(d), daemon_pool(d), &fc, why, sizeof(why));
+	if (!s->fwd) {
+		rc = -EINVAL;
+		snprintf(err, errlen, "[service %s]: %s", svc->name, why);
+		goto fail;
+	}
+	for (size_t i = 0; i < svc->nlisten; i++) {
+		rc = dns_fwd_listen_udp(s->fwd, (const struct sockaddr *)&svc->listen[i].sa,
+					svc->listen[i].len, why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s:%u: [service %s] listen: %s",
+				 daemon_config(d)->file, svc->listen_line, svc->name, why);
+			goto fail;
+		}
+		struct dns_fwd_tcp_limits lim = {
+			.new_connection_ms = svc->new_connection_timeout_ms,
+			.idle_ms = svc->idle_timeout_ms,
+			.reset_on_timeout = svc->reset_on_timeout,
+			.max_sessions = svc->max_sessions,
+		};
+		rc = dns_fwd_listen_tcp(s->fwd, (const struct sockaddr *)&svc->listen[i].sa,
+					svc->listen[i].len, &lim, why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s:%u: [service %s] listen: %s",
+				 daemon_config(d)->file, svc->listen_line, svc->name, why);
+			goto fail;
+		}
+	}
+	*state = s;
+	return 0;
+fail:
+	dns_stop(s);
+	return rc;
 }
 
 static bool dns_on_pool_reply(void *state, int fd, uint16_t port,
 			      const struct sockaddr *from, socklen_t fromlen,
 			      const uint8_t *msg, size_t len)
 {
-	(void)state, (void)fd, (void)port, (void)from, (void)fromlen, (void)msg,
-		(void)len;
-	return false;
+	struct svc_dns *s = state;
+	return dns_fwd_on_upstream_reply(s->fwd, fd, port, from, fromlen, msg, len);
 }
 
 static void dns_status(void *state, FILE *out)
 {
-	(void)state, (void)out;
+	struct svc_dns *s = state;
+	fprintf(out, "  hosts_records: %zu\n", dns_hosts_count(s->hosts));
+	dns_fwd_status(s->fwd, out);
 }
 
 const struct daemon_service_ops svc_dns_ops = {

@@ -1,0 +1,466 @@
+/*
+ * dns/forwarder: the outstanding-query table, upstream attempts with their
+ * timeouts and failover, and the matching of upstream replies.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dns/forwarder_int.h"
+
+static void on_timeout(struct wheel_timer *t, void *ctx);
+
+/* ---- the outstanding-query table ---------------------------------------- */
+
+/*
+ * A free record: a recycled one first, else one never used yet.  Records are
+ * prepared on first use so that a large table costs memory only as deep as
+ * the load ever went (calloc's untouched pages stay unbacked).
+ */
+static struct fwd_query *rec_alloc(struct dns_fwd *f)
+{
+	struct fwd_query *r;
+	if (f->free_head != FWD_NIL) {
+		r = &f->q[f->free_head];
+		f->free_head = r->next;
+	} else if (f->fresh < f->cap) {
+		r = &f->q[f->fresh++];
+		r->f = f;
+		wheel_timer_init(&r->timer, on_timeout);
+	} else {
+		return NULL;
+	}
+	r->next = FWD_NIL;
+	r->in_use = true;
+	f->st.outstanding++;
+	return r;
+}
+
+static void rec_free(struct dns_fwd *f, struct fwd_query *r)
+{
+	r->in_use = false;
+	r->next = f->free_head;
+	f->free_head = (uint32_t)(r - f->q);
+	f->st.outstanding--;
+}
+
+/* The record waiting on (port, id), or NULL. */
+static struct fwd_query *chain_find(struct dns_fwd *f, uint16_t id,
+				    uint16_t port)
+{
+	for (uint32_t i = f->id_head[id]; i != FWD_NIL; i = f->q[i].next)
+		if (f->q[i].h.port == port)
+			return &f->q[i];
+	return NULL;
+}
+
+static void chain_insert(struct dns_fwd *f, struct fwd_query *r, uint16_t id)
+{
+	r->next = f->id_head[id];
+	f->id_head[id] = (uint32_t)(r - f->q);
+	r->hashed = true;
+}
+
+/* Take r off its ID chain and give its pool socket back. */
+static void rec_unhash(struct dns_fwd *f, struct fwd_query *r)
+{
+	if (!r->hashed)
+		return;
+	uint16_t id = dns_get_id(r->query);
+	uint32_t self = (uint32_t)(r - f->q);
+	uint32_t *link = &f->id_head[id];
+	while (*link != self)
+		link = &f->q[*link].next;
+	*link = r->next;
+	r->next = FWD_NIL;
+	r->hashed = false;
+	loop_timer_stop(f->loop, &r->timer);
+	pool_done(f->pool, &r->h);
+}
+
+/* ---- upstream attempts --------------------------------------------------- */
+
+static bool same_addr(const struct sockaddr *a, const union fwd_sockaddr *b)
+{
+	if (a->sa_family != b->sa.sa_family)
+		return false;
+	if (a->sa_family == AF_INET) {
+		const struct sockaddr_in *x = (const struct sockaddr_in *)(const void *)a;
+		return x->sin_port == b->in.sin_port &&
+		       x->sin_addr.s_addr == b->in.sin_addr.s_addr;
+	}
+	if (a->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)(const void *)a;
+		return x->sin6_port == b->in6.sin6_port &&
+		       !memcmp(&x->sin6_addr, &b->in6.sin6_addr, sizeof(x->sin6_addr));
+	}
+	return false;
+}
+
+/* The order this query tries upstreams in: healthy ones first, each group in
+ * config order. */
+static void plan_order(const struct dns_fwd *f, struct fwd_query *r)
+{
+	r->norder = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < f->nup; i++) {
+			bool sick = f->up[i].failures >= DNS_FWD_SICK_AFTER;
+			if (sick == (pass == 1))
+				r->order[r->norder++] = (uint8_t)i;
+		}
+	r->attempt = 0;
+}
+
+/* A random ID no other query on socket h uses, or -1 after FWD_ID_TRIES. */
+static int32_t fresh_id(struct dns_fwd *f, const struct pool_handle *h)
+{
+	for (unsigned t = 0; t < FWD_ID_TRIES; t++) {
+		uint16_t id = (uint16_t)arc4random_uniform(65536);
+		if (!chain_find(f, id, h->port))
+			return id;
+	}
+	return -1;
+}
+
+static void client_answer_error(struct dns_fwd *f, struct fwd_query *r,
+				unsigned rcode)
+{
+	dns_set_id(r->query, r->client_id);
+	if (f->use_0x20)
+		memcpy(r->query + r->qmsg.qname_off, r->client_name,
+		       r->qmsg.qname_wire_len);
+	if (r->sess)
+		fwd_tcp_error(f, r->sess, &r->qmsg, rcode);
+	else
+		fwd_udp_error(f, r->listen_idx, &r->client.sa, r->client_len,
+			      &r->qmsg, rcode);
+}
+
+/*
+ * Send r to its next upstream, from a fresh random pool socket with a fresh
+ * random ID.  When no upstream is left, the client gets SERVFAIL and the
+ * record is freed.
+ */
+static void send_attempt(struct dns_fwd *f, struct fwd_query *r)
+{
+	for (; r->attempt < r->norder; r->attempt++) {
+		const struct fwd_upstream *u = &f->up[r->order[r->attempt]];
+		if (pool_acquire(f->pool, u->addr.sa.sa_family, &r->h) < 0) {
+			f->st.pool_empty++;
+			continue;
+		}
+		int32_t id = fresh_id(f, &r->h);
+		if (id < 0) {
+			f->st.pool_empty++;
+			pool_done(f->pool, &r->h);
+			continue;
+		}
+		dns_set_id(r->query, (uint16_t)id);
+		if (f->use_0x20)
+			dns_randomize_case(r->query, &r->qmsg, NULL, NULL);
+		if (sendto(r->h.fd, r->query, r->qlen, 0, &u->addr.sa, u->len) < 0) {
+			f->st.send_errors++;
+			pool_done(f->pool, &r->h);
+			continue;
+		}
+		chain_insert(f, r, (uint16_t)id);
+		loop_timer_start_in(f->loop, &r->timer, f->timeout_ms);
+		if (r->attempt == 0)
+			f->st.forwarded++;
+		else
+			f->st.retries++;
+		return;
+	}
+	f->st.servfails++;
+	client_answer_error(f, r, DNS_RCODE_SERVFAIL);
+	rec_free(f, r);
+}
+
+static void on_timeout(struct wheel_timer *t, void *ctx)
+{
+	(void)ctx;
+	struct fwd_query *r = wheel_container_of(t, struct fwd_query, timer);
+	struct dns_fwd *f = r->f;
+	f->st.timeouts++;
+	f->up[r->order[r->attempt]].failures++;
+	rec_unhash(f, r);
+	r->attempt++;
+	send_attempt(f, r);
+}
+
+bool fwd_start(struct dns_fwd *f, unsigned idx, const struct sockaddr *from,
+	       socklen_t fromlen, const struct dns_msg *q, struct sess *sess)
+{
+	struct fwd_query *r = rec_alloc(f);
+	if (!r) {
+		f->st.table_full++;
+		return false;
+	}
+	r->listen_idx = (uint8_t)idx;
+	r->sess = sess;
+	r->client_id = q->hdr.id;
+	/* TCP answers are never cut: the frame holds any DNS message. */
+	r->client_limit = sess ? DNS_MSG_MAX : dns_udp_limit(q);
+	memset(&r->client, 0, sizeof(r->client));
+	if (fromlen > sizeof(r->client))
+		fromlen = sizeof(r->client);
+	if (from)
+		memcpy(&r->client, from, fromlen);
+	r->client_len = fromlen;
+	r->qlen = (uint16_t)q->len;
+	memcpy(r->query, q->buf, q->len);
+	/* Same bytes, so the parse cannot fail; it re-points qmsg at query[]. */
+	dns_parse_query(&r->qmsg, r->query, r->qlen);
+	if (r->qmsg.has_opt)
+		dns_opt_clamp_udp_size(r->query, &r->qmsg, DNS_FWD_EDNS_SIZE);
+	if (f->use_0x20)
+		memcpy(r->client_name, r->query + r->qmsg.qname_off,
+		       r->qmsg.qname_wire_len);
+	plan_order(f, r);
+	send_attempt(f, r);
+	return true;
+}
+
+void fwd_cancel_session(struct dns_fwd *f, struct sess *s)
+{
+	/* Only reached when the session still had queries in flight, which a
+	 * client closing early does; ordinary closes cost nothing. */
+	for (uint32_t i = 0; i < f->fresh; i++) {
+		struct fwd_query *r = &f->q[i];
+		if (r->in_use && r->sess == s) {
+			rec_unhash(f, r);
+			rec_free(f, r);
+		}
+	}
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+/* Set the three section counts after the question to zero. */
+static void clear_counts(uint8_t *buf)
+{
+	memset(buf + 6, 0, 6);
+}
+
+/* Relay the accepted reply resp (parsed from msg) to r's client. */
+static void relay_answer(struct dns_fwd *f, struct fwd_query *r,
+			 struct dns_msg *resp, const uint8_t *msg, size_t len)
+{
+	uint8_t *out = f->tx;
+	memcpy(out, msg, len);
+	dns_set_id(out, r->client_id);
+	if (f->use_0x20)
+		memcpy(out + resp->qname_off, r->client_name, resp->qname_wire_len);
+	if (resp->has_opt)
+		dns_opt_clamp_udp_size(out, resp, DNS_FWD_EDNS_SIZE);
+	if (len > r->client_limit) {
+		/* Header and question only, TC set: the client asks again over
+		 * TCP (RFC 2181 9, RFC 7766 5). */
+		len = resp->question_end;
+		clear_counts(out);
+		dns_set_flags(out, resp->hdr.flags | DNS_FLAG_TC);
+		f->st.truncated++;
+	}
+	if (r->sess)
+		fwd_tcp_send(f, r->sess, out, len);
+	else
+		fwd_udp_send(f, r->listen_idx, &r->client.sa, r->client_len, out,
+			     len);
+}
+
+static bool from_upstream(const struct dns_fwd *f, const struct sockaddr *from)
+{
+	for (size_t i = 0; i < f->nup; i++)
+		if (same_addr(from, &f->up[i].addr))
+			return true;
+	return false;
+}
+
+bool dns_fwd_on_upstream_reply(struct dns_fwd *f, int fd, uint16_t local_port,
+			       const struct sockaddr *from, socklen_t fromlen,
+			       const uint8_t *msg, size_t len)
+{
+	(void)fromlen;
+	bool known_peer = from_upstream(f, from);
+	if (len < DNS_HEADER_LEN) {
+		if (known_peer)
+			f->st.garbage++;
+		return known_peer;
+	}
+	uint16_t id = dns_get_id(msg);
+	struct fwd_query *r = chain_find(f, id, local_port);
+	if (!known_peer) {
+		/* Someone else answering a query of ours: a spoofing attempt
+		 * (or a misconfigured upstream); otherwise not our datagram. */
+		if (!r)
+			return false;
+		f->st.mismatch_address++;
+		return true;
+	}
+	if (!r) {
+		if (f->id_head[id] != FWD_NIL)
+			f->st.mismatch_socket++;
+		else
+			f->st.mismatch_id++;
+		return true;
+	}
+	if (r->h.fd != fd) {
+		f->st.mismatch_socket++;
+		return true;
+	}
+	if (!same_addr(from, &f->up[r->order[r->attempt]].addr)) {
+		f->st.mismatch_address++;
+		return true;
+	}
+	struct dns_msg resp;
+	if (dns_parse(&resp, msg, len) != DNS_OK ||
+	    !(resp.hdr.flags & DNS_FLAG_QR)) {
+		f->st.garbage++;
+		return true;
+	}
+	if (!dns_question_matches(&r->qmsg, &resp, f->use_0x20)) {
+		f->st.mismatch_question++;
+		return true;
+	}
+	f->st.upstream_answers++;
+	f->up[r->order[r->attempt]].failures = 0;
+	rec_unhash(f, r);
+	relay_answer(f, r, &resp, msg, len);
+	rec_free(f, r);
+	return true;
+}
+
+/* ---- life cycle and counters --------------------------------------------- */
+
+struct dns_fwd *dns_fwd_new(struct loop *l, struct pool *p,
+			    const struct dns_fwd_config *cfg, char *err,
+			    size_t errlen)
+{
+	struct dns_fwd *f = NULL;
+	const char *why = "out of memory";
+
+	if (cfg->nupstream > DNS_FWD_MAX_UPSTREAMS) {
+		why = "too many upstreams";
+		goto fail;
+	}
+	if (cfg->nupstream > 0 && !p) {
+		why = "upstreams need a socket pool ([pool] section)";
+		goto fail;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		goto fail;
+	*f = (struct dns_fwd){
+		.loop = l,
+		.pool = p,
+		.hosts = cfg->hosts,
+		.timeout_ms = cfg->upstream_timeout_ms ? cfg->upstream_timeout_ms
+						       : DNS_FWD_DEFAULT_TIMEOUT_MS,
+		.use_0x20 = cfg->use_0x20,
+		.cap = cfg->max_outstanding ? cfg->max_outstanding
+					    : DNS_FWD_DEFAULT_MAX_OUTSTANDING,
+		.nup = cfg->nupstream,
+		.free_head = FWD_NIL,
+	};
+	for (size_t i = 0; i < cfg->nupstream; i++) {
+		const struct dns_fwd_addr *a = &cfg->upstreams[i];
+		if (a->len > sizeof(f->up[i].addr)) {
+			why = "upstream address of an unknown family";
+			goto fail;
+		}
+		memcpy(&f->up[i].addr, &a->sa, a->len);
+		f->up[i].len = a->len;
+	}
+	struct portset none;
+	portset_clear(&none);
+	f->guard = guard_new(cfg->blocked_source_ports ? cfg->blocked_source_ports
+						       : &none);
+	f->q = calloc(f->cap, sizeof(*f->q));
+	f->id_head = malloc(65536 * sizeof(*f->id_head));
+	if (!f->guard || !f->q || !f->id_head)
+		goto fail;
+	for (uint32_t i = 0; i < 65536; i++)
+		f->id_head[i] = FWD_NIL;
+	return f;
+fail:
+	if (errlen)
+		snprintf(err, errlen, "dns forwarder: %s", why);
+	dns_fwd_free(f);
+	return NULL;
+}
+
+void dns_fwd_free(struct dns_fwd *f)
+{
+	if (!f)
+		return;
+	if (f->q)
+		fwd_tcp_close_all(f);
+	if (f->q)
+		for (uint32_t i = 0; i < f->fresh; i++)
+			if (f->q[i].in_use)
+				rec_unhash(f, &f->q[i]);
+	fwd_udp_close_all(f);
+	guard_free(f->guard);
+	free(f->id_head);
+	free(f->q);
+	free(f);
+}
+
+void dns_fwd_stats(const struct dns_fwd *f, struct dns_fwd_stats *out)
+{
+	*out = f->st;
+	out->guard_drops = guard_drops_total(f->guard);
+}
+
+unsigned dns_fwd_upstream_failures(const struct dns_fwd *f, size_t i)
+{
+	return i < f->nup ? f->up[i].failures : 0;
+}
+
+void dns_fwd_status(const struct dns_fwd *f, FILE *out)
+{
+	static const char *const rcode_names[16] = {
+		"noerror", "formerr", "servfail", "nxdomain", "notimp",
+		"refused", "yxdomain", "yxrrset", "nxrrset", "notauth",
+		"notzone", "rcode11", "rcode12", "rcode13", "rcode14", "rcode15",
+	};
+	struct dns_fwd_stats s;
+	dns_fwd_stats(f, &s);
+	const struct {
+		const char *key;
+		uint64_t v;
+	} rows[] = {
+		{ "queries_udp", s.queries_udp },
+		{ "queries_tcp", s.queries_tcp },
+		{ "answers", s.answers },
+		{ "local_answers", s.local_answers },
+		{ "forwarded", s.forwarded },
+		{ "upstream_answers", s.upstream_answers },
+		{ "truncated", s.truncated },
+		{ "outstanding", s.outstanding },
+		{ "timeouts", s.timeouts },
+		{ "retries", s.retries },
+		{ "servfails", s.servfails },
+		{ "mismatch_address", s.mismatch_address },
+		{ "mismatch_socket", s.mismatch_socket },
+		{ "mismatch_id", s.mismatch_id },
+		{ "mismatch_question", s.mismatch_question },
+		{ "garbage", s.garbage },
+		{ "formerr", s.formerr },
+		{ "responses_on_listen", s.responses_on_listen },
+		{ "guard_drops", s.guard_drops },
+		{ "table_full", s.table_full },
+		{ "pool_empty", s.pool_empty },
+		{ "send_errors", s.send_errors },
+		{ "refused", s.refused },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		fprintf(out, "  %s: %llu\n", rows[i].key,
+			(unsigned long long)rows[i].v);
+	for (unsigned i = 0; i < 16; i++)
+		if (s.rcode[i])
+			fprintf(out, "  rcode_%s: %llu\n", rcode_names[i],
+				(unsigned long long)s.rcode[i]);
+	for (size_t i = 0; i < f->nup; i++)
+		fprintf(out, "  upstream_%zu_failures: %u\n", i, f->up[i].failures);
+}

@@ -1,0 +1,195 @@
+/*
+ * dns/forwarder: UDP listen sockets, the intake of client queries (guard,
+ * validation, local answers) and the answers sent back to UDP clients.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dns/forwarder_int.h"
+#include "dns/hosts.h"
+
+void fwd_udp_send(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
+		  socklen_t tolen, const uint8_t *msg, size_t len)
+{
+	if (idx >= f->nlisten ||
+	    sendto(f->listen[idx].fd, msg, len, 0, to, tolen) < 0) {
+		f->st.send_errors++;
+		return;
+	}
+	f->st.answers++;
+	f->st.rcode[dns_flags_rcode((uint16_t)(msg[2] << 8 | msg[3]))]++;
+}
+
+void fwd_udp_error(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
+		   socklen_t tolen, const struct dns_msg *q, unsigned rcode)
+{
+	uint8_t out[DNS_FWD_QUERY_MAX + 64];
+	ssize_t n = dns_build_error(out, sizeof(out), q, rcode, DNS_FWD_EDNS_SIZE);
+	if (n > 0)
+		fwd_udp_send(f, idx, to, tolen, out, (size_t)n);
+}
+
+void dns_fwd_udp_query(struct dns_fwd *f, int idx, const struct sockaddr *from,
+		       socklen_t fromlen, const uint8_t *msg, size_t len)
+{
+	unsigned li = (unsigned)idx;
+	if (guard_drop_sockaddr(f->guard, from))
+		return;
+	f->st.queries_udp++;
+	/* A response must never be answered, or two servers could bounce
+	 * errors at each other forever. */
+	if (len >= DNS_HEADER_LEN && (msg[2] & 0x80)) {
+		f->st.responses_on_listen++;
+		return;
+	}
+	struct dns_msg q;
+	int rc = dns_parse_query(&q, msg, len);
+	if (rc != DNS_OK) {
+		if (q.header_ok && len <= DNS_MSG_MAX) {
+			f->st.formerr++;
+			fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_FORMERR);
+		} else {
+			f->st.garbage++;
+		}
+		return;
+	}
+	if (dns_flags_opcode(q.hdr.flags) != DNS_OPCODE_QUERY) {
+		fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_NOTIMP);
+		return;
+	}
+	uint16_t limit = dns_udp_limit(&q);
+	ssize_t n = dns_hosts_answer(f->hosts, &q, f->tx, limit, DNS_FWD_EDNS_SIZE);
+	if (n > 0) {
+		f->st.local_answers++;
+		fwd_udp_send(f, li, from, fromlen, f->tx, (size_t)n);
+		return;
+	}
+	if (len > DNS_FWD_QUERY_MAX) {
+		f->st.refused++;
+		fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_REFUSED);
+		return;
+	}
+	if (f->nup == 0) {
+		f->st.servfails++;
+		fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_SERVFAIL);
+		return;
+	}
+	fwd_start(f, li, from, fromlen, &q, NULL);
+}
+
+/* Read every datagram waiting on a listen socket, a batch at a time. */
+static void on_listen_readable(struct loop *l, struct loop_watch *w,
+			       unsigned events)
+{
+	(void)l, (void)events;
+	struct fwd_listen *ls = wheel_container_of(w, struct fwd_listen, w);
+	struct dns_fwd *f = ls->f;
+	int idx = (int)(ls - f->listen);
+	struct mmsghdr mm[FWD_RX_BATCH];
+	struct iovec iov[FWD_RX_BATCH];
+	union fwd_sockaddr from[FWD_RX_BATCH];
+
+	for (;;) {
+		for (unsigned i = 0; i < FWD_RX_BATCH; i++) {
+			iov[i] = (struct iovec){ .iov_base = f->rx[i],
+						 .iov_len = FWD_RX_BUF };
+			mm[i] = (struct mmsghdr){
+				.msg_hdr = {
+					.msg_name = &from[i],
+					.msg_namelen = sizeof(from[i]),
+					.msg_iov = &iov[i],
+					.msg_iovlen = 1,
+				},
+			};
+		}
+		int n = recvmmsg(ls->fd, mm, FWD_RX_BATCH, MSG_DONTWAIT, NULL);
+		if (n <= 0)
+			return;
+		for (int i = 0; i < n; i++)
+			dns_fwd_udp_query(f, idx, &from[i].sa, mm[i].msg_hdr.msg_namelen,
+					  f->rx[i], mm[i].msg_len);
+		if ((unsigned)n < FWD_RX_BATCH)
+			return;
+	}
+}
+
+int dns_fwd_listen_udp(struct dns_fwd *f, const struct sockaddr *addr,
+		       socklen_t addrlen, char *err, size_t errlen)
+{
+	char text[INET6_ADDRSTRLEN + 8] = "?";
+	int fd = -1, rc;
+	struct fwd_listen *ls;
+
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)addr;
+		char a[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &in->sin_addr, a, sizeof(a));
+		snprintf(text, sizeof(text), "%s:%u", a, ntohs(in->sin_port));
+	} else if (addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)addr;
+		char a[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
+		snprintf(text, sizeof(text), "[%s]:%u", a, ntohs(in6->sin6_port));
+	}
+	if (f->nlisten == DNS_FWD_MAX_LISTEN) {
+		rc = -ENOSPC;
+		goto fail;
+	}
+	fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	int one = 1;
+	if (addr->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, addr, addrlen) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	union fwd_sockaddr local;
+	socklen_t llen = sizeof(local);
+	if (getsockname(fd, &local.sa, &llen) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	ls = &f->listen[f->nlisten];
+	*ls = (struct fwd_listen){
+		.f = f,
+		.fd = fd,
+		.port = ntohs(local.sa.sa_family == AF_INET ? local.in.sin_port
+							    : local.in6.sin6_port),
+	};
+	loop_watch_init(&ls->w, fd, on_listen_readable);
+	rc = loop_watch_set(f->loop, &ls->w, LOOP_READ);
+	if (rc < 0)
+		goto fail;
+	return (int)f->nlisten++;
+fail:
+	if (errlen)
+		snprintf(err, errlen, "%s/udp: %s", text, strerror(-rc));
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+uint16_t dns_fwd_udp_port(const struct dns_fwd *f, int idx)
+{
+	if (idx < 0 || (size_t)idx >= f->nlisten)
+		return 0;
+	return f->listen[idx].port;
+}
+
+void fwd_udp_close_all(struct dns_fwd *f)
+{
+	for (size_t i = 0; i < f->nlisten; i++) {
+		loop_watch_stop(f->loop, &f->listen[i].w);
+		close(f->listen[i].fd);
+	}
+	f->nlisten = 0;
+}

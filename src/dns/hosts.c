@@ -1,0 +1,321 @@
+/*
+ * dns/hosts: a hosts(5) file as a sorted table of A, AAAA and PTR records.
+ */
+#include "dns/hosts.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.ip6.arpa." */
+#define REVERSE_NAME_MAX 80u
+#define TEXT_NAME_MAX 1024u /* dns_name_to_text of a 255-octet name, escaped */
+
+struct hosts_rr {
+	char *name;      /* owned: lower case, trailing dot */
+	uint16_t type;   /* DNS_TYPE_A, DNS_TYPE_AAAA or DNS_TYPE_PTR */
+	uint8_t addr[16];
+	char *target;    /* PTR: owned, the host name in text form */
+	size_t seq;      /* position in the file, to keep file order */
+};
+
+struct dns_hosts {
+	struct hosts_rr *rrs; /* sorted by name, then file order */
+	size_t n, cap;
+	uint32_t ttl;
+};
+
+static void lower_ascii(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+/* name in text form, lower case, with exactly one trailing dot; or NULL. */
+static char *canonical_name(const char *name)
+{
+	size_t len = strlen(name);
+	char *out = malloc(len + 2);
+	if (!out)
+		return NULL;
+	memcpy(out, name, len);
+	if (len == 0 || out[len - 1] != '.')
+		out[len++] = '.';
+	out[len] = '\0';
+	lower_ascii(out);
+	return out;
+}
+
+static int push_rr(struct dns_hosts *h, struct hosts_rr rr)
+{
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 64;
+		struct hosts_rr *rrs = realloc(h->rrs, cap * sizeof(*rrs));
+		if (!rrs)
+			return -ENOMEM;
+		h->rrs = rrs;
+		h->cap = cap;
+	}
+	rr.seq = h->n;
+	h->rrs[h->n++] = rr;
+	return 0;
+}
+
+/* The reverse-lookup name of an address, e.g. "4.3.2.1.in-addr.arpa.". */
+static void reverse_name(int family, const uint8_t *addr, char *out,
+			 size_t outsize)
+{
+	size_t pos = 0;
+	if (family == AF_INET) {
+		snprintf(out, outsize, "%u.%u.%u.%u.in-addr.arpa.", addr[3],
+			 addr[2], addr[1], addr[0]);
+		return;
+	}
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 15; i >= 0 && pos + 4 < outsize; i--) {
+		out[pos++] = hex[addr[i] & 0xf];
+		out[pos++] = '.';
+		out[pos++] = hex[addr[i] >> 4];
+		out[pos++] = '.';
+	}
+	snprintf(out + pos, outsize - pos, "ip6.arpa.");
+}
+
+static void warn_line(dns_hosts_warn_fn *warn, void *arg, const char *path,
+		      unsigned line, const char *what, const char *why)
+{
+	char msg[512];
+	if (!warn)
+		return;
+	snprintf(msg, sizeof(msg), "%s:%u: '%s' %s", path, line, what, why);
+	warn(arg, msg);
+}
+
+/* Split at blanks in place: up to max fields.  Returns the count. */
+static size_t split_fields(char *line, char **fields, size_t max)
+{
+	size_t n = 0;
+	char *p = line;
+	while (*p && n < max) {
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			p++;
+		if (!*p)
+			break;
+		fields[n++] = p;
+		while (*p && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+			p++;
+		if (*p)
+			*p++ = '\0';
+	}
+	return n;
+}
+
+/*
+ * One line of the file: address, then names.  Bad parts are reported and
+ * skipped; only running out of memory is an error.
+ */
+static int load_line(struct dns_hosts *h, char *line, const char *path,
+		     unsigned lineno, dns_hosts_warn_fn *warn, void *arg)
+{
+	char *hash = strchr(line, '#');
+	if (hash)
+		*hash = '\0';
+	char *f[64];
+	size_t nf = split_fields(line, f, 64);
+	if (nf == 0)
+		return 0;
+	uint8_t addr[16] = { 0 };
+	int family = AF_INET;
+	if (inet_pton(AF_INET, f[0], addr) != 1) {
+		family = AF_INET6;
+		if (inet_pton(AF_INET6, f[0], addr) != 1) {
+			warn_line(warn, arg, path, lineno, f[0],
+				  "is not an IPv4 or IPv6 address");
+			return 0;
+		}
+	}
+	if (nf == 1) {
+		warn_line(warn, arg, path, lineno, f[0], "has no host name");
+		return 0;
+	}
+	const char *first = NULL;
+	for (size_t i = 1; i < nf; i++) {
+		uint8_t wire[DNS_NAME_MAX];
+		if (dns_name_from_text(f[i], wire, sizeof(wire)) < 0 ||
+		    !strcmp(f[i], ".")) {
+			warn_line(warn, arg, path, lineno, f[i],
+				  "is not a valid host name");
+			continue;
+		}
+		struct hosts_rr rr = {
+			.name = canonical_name(f[i]),
+			.type = family == AF_INET ? DNS_TYPE_A : DNS_TYPE_AAAA,
+		};
+		memcpy(rr.addr, addr, sizeof(addr));
+		if (!rr.name || push_rr(h, rr) < 0) {
+			free(rr.name);
+			return -ENOMEM;
+		}
+		if (!first)
+			first = f[i];
+	}
+	if (!first)
+		return 0;
+	char rname[REVERSE_NAME_MAX];
+	reverse_name(family, addr, rname, sizeof(rname));
+	struct hosts_rr ptr = {
+		.name = strdup(rname),
+		.type = DNS_TYPE_PTR,
+		.target = strdup(first),
+	};
+	if (!ptr.name || !ptr.target || push_rr(h, ptr) < 0) {
+		free(ptr.name);
+		free(ptr.target);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* By name, then file order. */
+static int rr_cmp(const void *a, const void *b)
+{
+	const struct hosts_rr *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * An address listed on several lines gets a PTR from each; only the first
+ * line's counts (hosts(5): the first name is the canonical one).  The table
+ * is sorted, so the later ones sit right after it.
+ */
+static void drop_duplicate_ptrs(struct dns_hosts *h)
+{
+	size_t w = 0;
+	for (size_t r = 0; r < h->n; r++) {
+		struct hosts_rr *rr = &h->rrs[r];
+		if (rr->type == DNS_TYPE_PTR && w > 0 &&
+		    h->rrs[w - 1].type == DNS_TYPE_PTR &&
+		    !strcmp(h->rrs[w - 1].name, rr->name)) {
+			free(rr->name);
+			free(rr->target);
+			continue;
+		}
+		h->rrs[w++] = *rr;
+	}
+	h->n = w;
+}
+
+int dns_hosts_load(struct dns_hosts **out, const char *path, uint32_t ttl,
+		   dns_hosts_warn_fn *warn, void *arg, char *err,
+		   size_t errlen)
+{
+	struct dns_hosts *h = calloc(1, sizeof(*h));
+	FILE *fp = NULL;
+	char *line = NULL;
+	size_t linecap = 0;
+	unsigned lineno = 0;
+	int rc = -ENOMEM;
+
+	if (!h)
+		goto fail;
+	h->ttl = ttl;
+	fp = fopen(path, "re");
+	if (!fp) {
+		rc = -errno;
+		goto fail;
+	}
+	while (getline(&line, &linecap, fp) >= 0) {
+		lineno++;
+		rc = load_line(h, line, path, lineno, warn, arg);
+		if (rc < 0)
+			goto fail;
+	}
+	if (ferror(fp)) {
+		rc = -EIO;
+		goto fail;
+	}
+	if (h->n) {
+		qsort(h->rrs, h->n, sizeof(*h->rrs), rr_cmp);
+		drop_duplicate_ptrs(h);
+	}
+	free(line);
+	fclose(fp);
+	*out = h;
+	return 0;
+fail:
+	if (errlen)
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+	free(line);
+	if (fp)
+		fclose(fp);
+	dns_hosts_free(h);
+	return rc;
+}
+
+void dns_hosts_free(struct dns_hosts *h)
+{
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->n; i++) {
+		free(h->rrs[i].name);
+		free(h->rrs[i].target);
+	}
+	free(h->rrs);
+	free(h);
+}
+
+size_t dns_hosts_count(const struct dns_hosts *h)
+{
+	return h ? h->n : 0;
+}
+
+/* The first record named name, or h->n when there is none. */
+static size_t lower_bound(const struct dns_hosts *h, const char *name)
+{
+	size_t lo = 0, hi = h->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(h->rrs[mid].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+ssize_t dns_hosts_answer(const struct dns_hosts *h, const struct dns_msg *q,
+			 uint8_t *out, size_t outsize, uint16_t udp_size)
+{
+	char name[TEXT_NAME_MAX];
+	if (!h || h->n == 0 || !q->valid || !q->has_question ||
+	    q->qclass != DNS_CLASS_IN)
+		return 0;
+	if (dns_name_to_text(q->buf, q->len, q->qname_off, name, sizeof(name)) < 0)
+		return 0;
+	lower_ascii(name);
+	size_t i = lower_bound(h, name);
+	if (i == h->n || strcmp(h->rrs[i].name, name))
+		return 0;
+	struct dns_local_rr rrs[DNS_HOSTS_MAX_RRS];
+	size_t n = 0;
+	for (; i < h->n && n < DNS_HOSTS_MAX_RRS && !strcmp(h->rrs[i].name, name);
+	     i++) {
+		const struct hosts_rr *rr = &h->rrs[i];
+		if (rr->type != q->qtype)
+			continue;
+		rrs[n++] = (struct dns_local_rr){
+			.type = rr->type,
+			.ttl = h->ttl,
+			.addr = rr->addr,
+			.ptr_name = rr->target,
+		};
+	}
+	return dns_build_local_answer(out, outsize, q, rrs, n, udp_size);
+}

@@ -1,0 +1,791 @@
+/*
+ * Unit tests for dns/forwarder on real loopback sockets and a fake clock:
+ * the loop runs on epoll, but its time is the test's, so every timeout is
+ * exact and nothing sleeps.  A real socket pool sends the queries; the fake
+ * upstreams are plain UDP sockets of the test, and the test plays berthd by
+ * offering replies to dns_fwd_on_upstream_reply (which also lets it forge
+ * replies from wrong addresses, sockets and IDs).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "berth/loop.h"
+#include "berth/sockpool.h"
+#include "dns/forwarder.h"
+#include "dns/hosts.h"
+#include "dns/wire.h"
+
+#define NUP 3
+#define POOL_SIZE 4
+#define TIMEOUT 2000u
+
+static uint64_t fake_now = 1000000;
+
+static uint64_t fake_clock(void *arg)
+{
+	(void)arg;
+	return fake_now;
+}
+
+struct pool_sock {
+	int fd;
+	uint16_t port;
+};
+
+struct env {
+	struct loop *loop;
+	struct pool *pool;
+	struct dns_fwd *f;
+	struct dns_hosts *hosts;
+	int up[NUP];                  /* fake upstream sockets */
+	struct sockaddr_in up_addr[NUP];
+	int client;
+	struct sockaddr_in fwd_addr;  /* the forwarder's listen address */
+	struct pool_sock socks[64];
+	int nsocks;
+	/* Always readable, so that no poll ever waits in real time: the loop's
+	 * timeout is computed from its last (fake) clock reading. */
+	int kick;
+	struct loop_watch kick_w;
+};
+
+static void on_kick(struct loop *l, struct loop_watch *w, unsigned events)
+{
+	(void)l, (void)w, (void)events;
+}
+
+static void on_pool_sock(void *arg, int fd, int family, uint16_t port, bool open)
+{
+	(void)family;
+	struct env *e = arg;
+	if (open && e->nsocks < 64)
+		e->socks[e->nsocks++] = (struct pool_sock){ .fd = fd, .port = port };
+}
+
+static int udp_socket(struct sockaddr_in *addr)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in a = {
+		.sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t len = sizeof(a);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	if (addr)
+		*addr = a;
+	return fd;
+}
+
+struct opts {
+	size_t nup;
+	bool use_0x20;
+	uint32_t max_outstanding;
+	const struct portset *blocked;
+	bool hosts;
+};
+
+static struct env *env_new(const struct opts *o)
+{
+	static struct env e;
+	char err[256];
+	memset(&e, 0, sizeof(e));
+	struct loop_config lc = { .clock = { .now_ms = fake_clock } };
+	e.loop = loop_new(&lc);
+	assert_non_null(e.loop);
+	e.kick = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
+	assert_true(e.kick >= 0);
+	loop_watch_init(&e.kick_w, e.kick, on_kick);
+	assert_int_equal(loop_watch_set(e.loop, &e.kick_w, LOOP_READ), 0);
+	struct portset allowed;
+	portset_clear(&allowed);
+	portset_add_range(&allowed, 40000, 60999);
+	struct pool_config pc = { .size = POOL_SIZE };
+	e.pool = pool_create(&pc, &allowed, NULL, NULL, NULL, fake_now, err,
+			     sizeof(err));
+	if (!e.pool)
+		fail_msg("pool_create: %s", err);
+	pool_set_watch(e.pool, on_pool_sock, &e);
+	assert_int_equal(e.nsocks, POOL_SIZE);
+
+	struct dns_fwd_addr ups[NUP];
+	for (size_t i = 0; i < o->nup; i++) {
+		e.up[i] = udp_socket(&e.up_addr[i]);
+		memset(&ups[i], 0, sizeof(ups[i]));
+		memcpy(&ups[i].sa, &e.up_addr[i], sizeof(e.up_addr[i]));
+		ups[i].len = sizeof(e.up_addr[i]);
+	}
+	if (o->hosts)
+		assert_int_equal(dns_hosts_load(&e.hosts, BERTH_TEST_DATADIR "/dns_hosts_good",
+						0, NULL, NULL, err, sizeof(err)), 0);
+	struct dns_fwd_config fc = {
+		.upstreams = ups,
+		.nupstream = o->nup,
+		.upstream_timeout_ms = TIMEOUT,
+		.use_0x20 = o->use_0x20,
+		.max_outstanding = o->max_outstanding,
+		.blocked_source_ports = o->blocked,
+		.hosts = e.hosts,
+	};
+	e.f = dns_fwd_new(e.loop, e.pool, &fc, err, sizeof(err));
+	if (!e.f)
+		fail_msg("dns_fwd_new: %s", err);
+	e.fwd_addr = (struct sockaddr_in){
+		.sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	int idx = dns_fwd_listen_udp(e.f, (struct sockaddr *)&e.fwd_addr,
+				     sizeof(e.fwd_addr), err, sizeof(err));
+	assert_int_equal(idx, 0);
+	e.fwd_addr.sin_port = htons(dns_fwd_udp_port(e.f, 0));
+	e.client = udp_socket(NULL);
+	return &e;
+}
+
+static void env_free(struct env *e)
+{
+	dns_fwd_free(e->f);
+	pool_free(e->pool);
+	loop_watch_stop(e->loop, &e->kick_w);
+	close(e->kick);
+	loop_free(e->loop);
+	dns_hosts_free(e->hosts);
+	for (size_t i = 0; i < NUP; i++)
+		if (e->up[i] > 0)
+			close(e->up[i]);
+	close(e->client);
+}
+
+static size_t put_name(uint8_t *buf, const char *name)
+{
+	ssize_t n = dns_name_from_text(name, buf, DNS_NAME_MAX);
+	assert_true(n > 0);
+	return (size_t)n;
+}
+
+static size_t put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8), p[1] = (uint8_t)v;
+	return 2;
+}
+
+/* An OPT RR advertising udp_size, no options. */
+static size_t put_opt(uint8_t *p, uint16_t udp_size)
+{
+	p[0] = 0;
+	put16(p + 1, DNS_TYPE_OPT);
+	put16(p + 3, udp_size);
+	memset(p + 5, 0, 6);
+	return 11;
+}
+
+/* A query with RD set; opt_size 0 means no OPT. */
+static size_t make_query(uint8_t *buf, uint16_t id, const char *name,
+			 uint16_t type, uint16_t qclass, uint16_t opt_size)
+{
+	memset(buf, 0, DNS_HEADER_LEN);
+	put16(buf, id);
+	put16(buf + 2, DNS_FLAG_RD);
+	put16(buf + 4, 1);
+	size_t pos = DNS_HEADER_LEN + put_name(buf + DNS_HEADER_LEN, name);
+	pos += put16(buf + pos, type);
+	pos += put16(buf + pos, qclass);
+	if (opt_size) {
+		put16(buf + 10, 1);
+		pos += put_opt(buf + pos, opt_size);
+	}
+	return pos;
+}
+
+/*
+ * An answer to the query q (as the upstream received it): its header and
+ * question, QR and RA set plus extra flags, nans A records of 192.0.2.N,
+ * and an OPT of opt_size when non-zero.
+ */
+static size_t make_reply(uint8_t *buf, const uint8_t *q, size_t qlen,
+			 unsigned nans, uint16_t opt_size, uint16_t extra_flags)
+{
+	struct dns_msg m;
+	assert_int_equal(dns_parse_query(&m, q, qlen), DNS_OK);
+	memcpy(buf, q, m.question_end);
+	put16(buf + 2, (uint16_t)(m.hdr.flags | DNS_FLAG_QR | DNS_FLAG_RA | extra_flags));
+	put16(buf + 6, (uint16_t)nans);
+	put16(buf + 8, 0);
+	put16(buf + 10, opt_size ? 1 : 0);
+	size_t pos = m.question_end;
+	for (unsigned i = 0; i < nans; i++) {
+		pos += put16(buf + pos, 0xc00c);
+		pos += put16(buf + pos, DNS_TYPE_A);
+		pos += put16(buf + pos, DNS_CLASS_IN);
+		memcpy(buf + pos, "\0\0\0\x3c", 4), pos += 4;
+		pos += put16(buf + pos, 4);
+		memcpy(buf + pos, "\xc0\x00\x02", 3), pos += 3;
+		buf[pos++] = (uint8_t)i;
+	}
+	if (opt_size)
+		pos += put_opt(buf + pos, opt_size);
+	return pos;
+}
+
+static void client_send(struct env *e, const uint8_t *msg, size_t len)
+{
+	assert_int_equal(sendto(e->client, msg, len, 0, (struct sockaddr *)&e->fwd_addr,
+				sizeof(e->fwd_addr)), (ssize_t)len);
+	assert_true(loop_run_once(e->loop) >= 0);
+}
+
+/* What a socket has waiting, or -1 when nothing. */
+static ssize_t take(int fd, uint8_t *buf, size_t size, struct sockaddr_in *from)
+{
+	socklen_t len = sizeof(*from);
+	struct sockaddr_in dummy;
+	return recvfrom(fd, buf, size, MSG_DONTWAIT,
+			(struct sockaddr *)(from ? from : &dummy), &len);
+}
+
+/* What upstream i received: the query and the pool socket it came from. */
+struct sent {
+	uint8_t q[600];
+	size_t len;
+	struct pool_sock sock;
+	struct sockaddr_in from;
+};
+
+static bool upstream_got(struct env *e, int i, struct sent *s)
+{
+	ssize_t n = take(e->up[i], s->q, sizeof(s->q), &s->from);
+	if (n < 0)
+		return false;
+	s->len = (size_t)n;
+	uint16_t port = ntohs(s->from.sin_port);
+	for (int k = 0; k < e->nsocks; k++)
+		if (e->socks[k].port == port)
+			s->sock = e->socks[k];
+	assert_int_equal(s->sock.port, port);
+	return true;
+}
+
+static bool offer_from(struct env *e, const struct sent *s, const struct sockaddr_in *from,
+		       const uint8_t *msg, size_t len)
+{
+	return dns_fwd_on_upstream_reply(e->f, s->sock.fd, s->sock.port,
+					 (const struct sockaddr *)from, sizeof(*from),
+					 msg, len);
+}
+
+static bool offer(struct env *e, int i, const struct sent *s, const uint8_t *msg,
+		  size_t len)
+{
+	return offer_from(e, s, &e->up_addr[i], msg, len);
+}
+
+static struct dns_fwd_stats stats(struct env *e)
+{
+	struct dns_fwd_stats st;
+	dns_fwd_stats(e->f, &st);
+	return st;
+}
+
+/* Advance the fake clock to t and run one iteration (timers due by then). */
+static void run_at(struct env *e, uint64_t t)
+{
+	fake_now = t;
+	loop_run_once(e->loop);
+}
+
+
+static const struct opts ONE = { .nup = 1 };
+
+/* Client query -> upstream 0; returns what upstream 0 received. */
+static void forward_one(struct env *e, uint16_t id, const char *name,
+			uint16_t type, uint16_t opt_size, struct sent *s)
+{
+	uint8_t q[300];
+	size_t qlen = make_query(q, id, name, type, DNS_CLASS_IN, opt_size);
+	client_send(e, q, qlen);
+	assert_true(upstream_got(e, 0, s));
+}
+
+static void test_forward_restores_client_id(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	forward_one(e, 0xbeef, "www.example.test", DNS_TYPE_A, 0, &s);
+	struct dns_msg m;
+	assert_int_equal(dns_parse_query(&m, s.q, s.len), DNS_OK);
+	assert_int_equal(m.qtype, DNS_TYPE_A);
+	assert_true(m.hdr.flags & DNS_FLAG_RD);
+	/* The query left from a pool socket (upstream_got checked the port). */
+	uint8_t r[600], got[600];
+	size_t rlen = make_reply(r, s.q, s.len, 2, 0, 0);
+	assert_true(offer(e, 0, &s, r, rlen));
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_int_equal(n, (ssize_t)rlen);
+	assert_int_equal(dns_get_id(got), 0xbeef);
+	assert_memory_equal(got + 2, r + 2, rlen - 2);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.forwarded, 1);
+	assert_int_equal(st.upstream_answers, 1);
+	assert_int_equal(st.answers, 1);
+	assert_int_equal(st.rcode[0], 1);
+	assert_int_equal(st.outstanding, 0);
+	/* A second copy of the same answer no longer matches anything. */
+	assert_true(offer(e, 0, &s, r, rlen));
+	assert_int_equal(stats(e).mismatch_id, 1);
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	env_free(e);
+}
+
+static void test_ids_random_and_unique_per_socket(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 1, .max_outstanding = 256 });
+	struct sent s[200];
+	for (int i = 0; i < 200; i++)
+		forward_one(e, 7, "a.test", DNS_TYPE_A, 0, &s[i]);
+	int same_as_client = 0;
+	for (int i = 0; i < 200; i++) {
+		uint16_t id = dns_get_id(s[i].q);
+		same_as_client += id == 7;
+		for (int j = 0; j < i; j++)
+			assert_false(s[j].sock.port == s[i].sock.port &&
+				     dns_get_id(s[j].q) == id);
+	}
+	/* 200 IDs from 65536 values: all equal to the client's would be
+	 * a forwarder that does not randomise. */
+	assert_true(same_as_client < 200);
+	assert_int_equal(stats(e).outstanding, 200);
+	env_free(e);
+}
+
+static void test_reply_from_wrong_address_or_port(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	forward_one(e, 1, "www.example.test", DNS_TYPE_A, 0, &s);
+	uint8_t r[600], got[600];
+	size_t rlen = make_reply(r, s.q, s.len, 1, 0, 0);
+	struct sockaddr_in bad = e->up_addr[0];
+	bad.sin_addr.s_addr = htonl(0x7f000002);
+	assert_true(offer_from(e, &s, &bad, r, rlen));
+	bad = e->up_addr[0];
+	bad.sin_port = htons((uint16_t)(ntohs(bad.sin_port) + 1));
+	assert_true(offer_from(e, &s, &bad, r, rlen));
+	assert_int_equal(stats(e).mismatch_address, 2);
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	/* A stranger's datagram with an ID nobody waits for is not ours. */
+	r[0] ^= 0xff;
+	assert_false(offer_from(e, &s, &bad, r, rlen));
+	r[0] ^= 0xff;
+	/* The query is still waiting and takes the real answer. */
+	assert_true(offer(e, 0, &s, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+	env_free(e);
+}
+
+static void test_reply_from_other_upstream_rejected(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 2 });
+	struct sent s;
+	forward_one(e, 1, "www.example.test", DNS_TYPE_A, 0, &s);
+	uint8_t r[600];
+	size_t rlen = make_reply(r, s.q, s.len, 1, 0, 0);
+	/* Upstream 1 is configured, but this query went to upstream 0. */
+	assert_true(offer(e, 1, &s, r, rlen));
+	assert_int_equal(stats(e).mismatch_address, 1);
+	assert_int_equal(stats(e).outstanding, 1);
+	env_free(e);
+}
+
+static void test_reply_on_wrong_pool_socket(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	forward_one(e, 1, "www.example.test", DNS_TYPE_A, 0, &s);
+	uint8_t r[600];
+	size_t rlen = make_reply(r, s.q, s.len, 1, 0, 0);
+	struct sent other = s;
+	other.sock = e->socks[0].port == s.sock.port ? e->socks[1] : e->socks[0];
+	assert_true(offer(e, 0, &other, r, rlen));
+	/* Right port, but another descriptor. */
+	other.sock.port = s.sock.port;
+	assert_true(offer(e, 0, &other, r, rlen));
+	assert_int_equal(stats(e).mismatch_socket, 2);
+	assert_int_equal(stats(e).answers, 0);
+	env_free(e);
+}
+
+static void test_reply_with_wrong_id(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	forward_one(e, 1, "www.example.test", DNS_TYPE_A, 0, &s);
+	uint8_t r[600];
+	size_t rlen = make_reply(r, s.q, s.len, 1, 0, 0);
+	dns_set_id(r, (uint16_t)(dns_get_id(s.q) + 1));
+	assert_true(offer(e, 0, &s, r, rlen));
+	assert_int_equal(stats(e).mismatch_id, 1);
+	assert_int_equal(stats(e).answers, 0);
+	env_free(e);
+}
+
+static void test_reply_with_wrong_question(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	forward_one(e, 1, "www.example.test", DNS_TYPE_A, 0, &s);
+	uint16_t id = dns_get_id(s.q);
+	uint8_t q[300], r[600], got[600];
+	const struct {
+		const char *name;
+		uint16_t type, qclass;
+	} wrong[] = {
+		{ "www.example.tesu", DNS_TYPE_A, DNS_CLASS_IN },
+		{ "www.example.test", DNS_TYPE_AAAA, DNS_CLASS_IN },
+		{ "www.example.test", DNS_TYPE_A, 3 },
+	};
+	for (size_t i = 0; i < 3; i++) {
+		size_t qlen = make_query(q, id, wrong[i].name, wrong[i].type,
+					 wrong[i].qclass, 0);
+		size_t rlen = make_reply(r, q, qlen, 1, 0, 0);
+		assert_true(offer(e, 0, &s, r, rlen));
+	}
+	assert_int_equal(stats(e).mismatch_question, 3);
+	/* Without 0x20 the name compares case-insensitively. */
+	size_t qlen = make_query(q, id, "WWW.Example.TEST", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	size_t rlen = make_reply(r, q, qlen, 1, 0, 0);
+	assert_true(offer(e, 0, &s, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+	env_free(e);
+}
+
+static void test_0x20_verified_exactly(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 1, .use_0x20 = true });
+	struct sent s;
+	const char *name = "abcdefghijklmnop.example.test";
+	forward_one(e, 0x4242, name, DNS_TYPE_A, 0, &s);
+	uint8_t r[600], got[600], own[300];
+	size_t rlen = make_reply(r, s.q, s.len, 1, 0, 0);
+	/* Flip the case of the first letter: the same name, another case. */
+	r[DNS_HEADER_LEN + 1] ^= 0x20;
+	assert_true(offer(e, 0, &s, r, rlen));
+	assert_int_equal(stats(e).mismatch_question, 1);
+	r[DNS_HEADER_LEN + 1] ^= 0x20;
+	assert_true(offer(e, 0, &s, r, rlen));
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_int_equal(n, (ssize_t)rlen);
+	/* The client sees its own (lower) case, not the random one. */
+	size_t nlen = put_name(own, name);
+	assert_memory_equal(got + DNS_HEADER_LEN, own, nlen);
+	assert_int_equal(dns_get_id(got), 0x4242);
+	env_free(e);
+}
+
+static void test_failover_at_exact_timeout(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 2 });
+	uint64_t t0 = fake_now;
+	struct sent s0, s1;
+	forward_one(e, 9, "www.example.test", DNS_TYPE_A, 0, &s0);
+	run_at(e, t0 + TIMEOUT - 1);
+	assert_false(upstream_got(e, 1, &s1));
+	assert_int_equal(stats(e).retries, 0);
+	run_at(e, t0 + TIMEOUT);
+	assert_true(upstream_got(e, 1, &s1));
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.timeouts, 1);
+	assert_int_equal(st.retries, 1);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 1);
+	/* The first attempt is over: its late answer is not accepted. */
+	uint8_t r[600], got[600];
+	size_t rlen = make_reply(r, s0.q, s0.len, 1, 0, 0);
+	assert_true(offer(e, 0, &s0, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	rlen = make_reply(r, s1.q, s1.len, 1, 0, 0);
+	assert_true(offer(e, 1, &s1, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+	assert_int_equal(dns_get_id(got), 9);
+	env_free(e);
+}
+
+static void test_servfail_when_all_fail(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 2 });
+	uint64_t t0 = fake_now;
+	struct sent s;
+	uint8_t got[600];
+	forward_one(e, 0x5150, "www.example.test", DNS_TYPE_A, 0, &s);
+	run_at(e, t0 + TIMEOUT);
+	assert_true(upstream_got(e, 1, &s));
+	run_at(e, t0 + 2 * TIMEOUT - 1);
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	run_at(e, t0 + 2 * TIMEOUT);
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_true(n > DNS_HEADER_LEN);
+	struct dns_msg m;
+	assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
+	assert_int_equal(m.hdr.id, 0x5150);
+	assert_int_equal(dns_flags_rcode(m.hdr.flags), DNS_RCODE_SERVFAIL);
+	assert_int_equal(m.qtype, DNS_TYPE_A);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.servfails, 1);
+	assert_int_equal(st.timeouts, 2);
+	assert_int_equal(st.rcode[DNS_RCODE_SERVFAIL], 1);
+	assert_int_equal(st.outstanding, 0);
+	env_free(e);
+}
+
+static void test_failing_upstream_tried_last(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 2 });
+	struct sent s;
+	uint8_t r[600], got[600];
+	/* Three queries time out on upstream 0 and are answered by 1. */
+	for (int i = 0; i < 3; i++) {
+		uint64_t t = fake_now;
+		forward_one(e, 1, "www.example.test", DNS_TYPE_A, 0, &s);
+		run_at(e, t + TIMEOUT);
+		assert_true(upstream_got(e, 1, &s));
+		size_t rlen = make_reply(r, s.q, s.len, 1, 0, 0);
+		assert_true(offer(e, 1, &s, r, rlen));
+		assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+	}
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 3);
+	/* Now upstream 1 comes first. */
+	uint8_t q[300];
+	size_t qlen = make_query(q, 2, "www.example.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	client_send(e, q, qlen);
+	assert_false(upstream_got(e, 0, &s));
+	assert_true(upstream_got(e, 1, &s));
+	/* Upstream 1 fails this time; 0 answers and is healthy again. */
+	uint64_t t = fake_now;
+	run_at(e, t + TIMEOUT);
+	assert_true(upstream_got(e, 0, &s));
+	size_t rlen = make_reply(r, s.q, s.len, 1, 0, 0);
+	assert_true(offer(e, 0, &s, r, rlen));
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
+	client_send(e, q, qlen);
+	assert_true(upstream_got(e, 0, &s));
+	env_free(e);
+}
+
+static void test_malformed_query_formerr_or_drop(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	uint8_t q[300], got[600];
+	size_t qlen = make_query(q, 0x7777, "www.example.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	/* Cut inside the question: the header is readable. */
+	client_send(e, q, qlen - 3);
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_true(n >= DNS_HEADER_LEN);
+	assert_int_equal(dns_get_id(got), 0x7777);
+	assert_int_equal(got[3] & 0xf, DNS_RCODE_FORMERR);
+	assert_true(got[2] & 0x80);
+	/* Five octets: no header, nothing to answer. */
+	client_send(e, q, 5);
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.formerr, 1);
+	assert_int_equal(st.garbage, 1);
+	assert_int_equal(st.forwarded, 0);
+	assert_false(upstream_got(e, 0, &(struct sent){ .len = 0 }));
+	env_free(e);
+}
+
+static void test_response_on_listen_dropped(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	uint8_t q[300], r[600], got[600];
+	size_t qlen = make_query(q, 3, "www.example.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	size_t rlen = make_reply(r, q, qlen, 1, 0, 0);
+	client_send(e, r, rlen);
+	/* Even a broken one: QR=1 is never answered. */
+	client_send(e, r, DNS_HEADER_LEN + 2);
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	assert_int_equal(stats(e).responses_on_listen, 2);
+	assert_int_equal(stats(e).forwarded, 0);
+	env_free(e);
+}
+
+static void test_guarded_source_ports_dropped(void **state)
+{
+	(void)state;
+	struct portset blocked;
+	char err[128];
+	portset_clear(&blocked);
+	assert_int_equal(portset_parse(&blocked, "0, 7, 13, 19, 37, 464", err, sizeof(err)), 0);
+	struct env *e = env_new(&(struct opts){ .nup = 1, .blocked = &blocked });
+	uint8_t q[300];
+	size_t qlen = make_query(q, 3, "www.example.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	struct sockaddr_in from = {
+		.sin_family = AF_INET,
+		.sin_port = htons(464),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	dns_fwd_udp_query(e->f, 0, (struct sockaddr *)&from, sizeof(from), q, qlen);
+	from.sin_port = htons(7);
+	dns_fwd_udp_query(e->f, 0, (struct sockaddr *)&from, sizeof(from), q, qlen);
+	struct sent s;
+	assert_false(upstream_got(e, 0, &s));
+	assert_int_equal(stats(e).guard_drops, 2);
+	assert_int_equal(stats(e).queries_udp, 0);
+	/* 464 in network order is 53249 on a little-endian host: not blocked. */
+	from.sin_port = htons(53249);
+	dns_fwd_udp_query(e->f, 0, (struct sockaddr *)&from, sizeof(from), q, qlen);
+	assert_true(upstream_got(e, 0, &s));
+	env_free(e);
+}
+
+static void test_table_full_drops_and_counts(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 1, .max_outstanding = 2 });
+	struct sent s;
+	uint8_t q[300], got[600];
+	forward_one(e, 1, "a.test", DNS_TYPE_A, 0, &s);
+	forward_one(e, 2, "b.test", DNS_TYPE_A, 0, &s);
+	size_t qlen = make_query(q, 3, "c.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	client_send(e, q, qlen);
+	assert_false(upstream_got(e, 0, &s));
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	assert_int_equal(stats(e).table_full, 1);
+	assert_int_equal(stats(e).outstanding, 2);
+	env_free(e);
+}
+
+static void test_hosts_answered_locally(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 1, .hosts = true });
+	uint8_t q[300], got[600];
+	size_t qlen = make_query(q, 0x0a0a, "WWW.example.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	client_send(e, q, qlen);
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	struct dns_msg m;
+	assert_true(n > 0);
+	assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
+	assert_int_equal(m.hdr.id, 0x0a0a);
+	assert_int_equal(m.hdr.ancount, 2);
+	struct sent s;
+	assert_false(upstream_got(e, 0, &s));
+	assert_int_equal(stats(e).local_answers, 1);
+	/* A name the file does not know goes upstream. */
+	qlen = make_query(q, 1, "elsewhere.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	client_send(e, q, qlen);
+	assert_true(upstream_got(e, 0, &s));
+	env_free(e);
+}
+
+static void test_large_answer_truncated_for_client(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	uint8_t r[2048], got[2048];
+	forward_one(e, 5, "big.test", DNS_TYPE_A, 0, &s);
+	/* 40 A records: 12 + 14 + 40 * 16 = 666 octets > 512. */
+	size_t rlen = make_reply(r, s.q, s.len, 40, 0, 0);
+	assert_true(rlen > 512);
+	assert_true(offer(e, 0, &s, r, rlen));
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	struct dns_msg m;
+	assert_int_equal(n, DNS_HEADER_LEN + 10 + 4);
+	assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
+	assert_true(m.hdr.flags & DNS_FLAG_TC);
+	assert_int_equal(m.hdr.ancount, 0);
+	assert_int_equal(m.hdr.id, 5);
+	assert_int_equal(stats(e).truncated, 1);
+	env_free(e);
+}
+
+static void test_tc_answer_relayed_as_is(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	uint8_t r[600], got[600];
+	forward_one(e, 5, "tc.test", DNS_TYPE_A, 0, &s);
+	size_t rlen = make_reply(r, s.q, s.len, 1, 0, DNS_FLAG_TC);
+	assert_true(offer(e, 0, &s, r, rlen));
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_int_equal(n, (ssize_t)rlen);
+	assert_true(got[2] & (DNS_FLAG_TC >> 8));
+	assert_memory_equal(got + 2, r + 2, rlen - 2);
+	assert_int_equal(stats(e).truncated, 0);
+	env_free(e);
+}
+
+static void test_edns_sizes_kept_honest(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	uint8_t r[2048], got[2048];
+	forward_one(e, 6, "edns.test", DNS_TYPE_A, 4096, &s);
+	struct dns_msg m;
+	assert_int_equal(dns_parse_query(&m, s.q, s.len), DNS_OK);
+	assert_true(m.has_opt);
+	assert_int_equal(m.udp_size, DNS_FWD_EDNS_SIZE);
+	/* 40 records fit the client's 4096: no truncation, and the relayed
+	 * OPT promises only what the forwarder itself takes. */
+	size_t rlen = make_reply(r, s.q, s.len, 40, 4096, 0);
+	assert_true(offer(e, 0, &s, r, rlen));
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_int_equal(n, (ssize_t)rlen);
+	assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
+	assert_int_equal(m.hdr.ancount, 40);
+	assert_int_equal(m.udp_size, DNS_FWD_EDNS_SIZE);
+	env_free(e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_forward_restores_client_id),
+		cmocka_unit_test(test_ids_random_and_unique_per_socket),
+		cmocka_unit_test(test_reply_from_wrong_address_or_port),
+		cmocka_unit_test(test_reply_from_other_upstream_rejected),
+		cmocka_unit_test(test_reply_on_wrong_pool_socket),
+		cmocka_unit_test(test_reply_with_wrong_id),
+		cmocka_unit_test(test_reply_with_wrong_question),
+		cmocka_unit_test(test_0x20_verified_exactly),
+		cmocka_unit_test(test_failover_at_exact_timeout),
+		cmocka_unit_test(test_servfail_when_all_fail),
+		cmocka_unit_test(test_failing_upstream_tried_last),
+		cmocka_unit_test(test_malformed_query_formerr_or_drop),
+		cmocka_unit_test(test_response_on_listen_dropped),
+		cmocka_unit_test(test_guarded_source_ports_dropped),
+		cmocka_unit_test(test_table_full_drops_and_counts),
+		cmocka_unit_test(test_hosts_answered_locally),
+		cmocka_unit_test(test_large_answer_truncated_for_client),
+		cmocka_unit_test(test_tc_answer_relayed_as_is),
+		cmocka_unit_test(test_edns_sizes_kept_honest),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
