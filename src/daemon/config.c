@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <fcntl.h>
 #include <errno.h>
 #include <ini.h>
 #include <net/if.h>
@@ -13,9 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "berth/fileio.h"
 
 _Static_assert(CONFIG_SOCKET_PATH_MAX == sizeof(((struct sockaddr_un *)0)->sun_path),
 	       "CONFIG_SOCKET_PATH_MAX must match sun_path");
@@ -602,45 +602,16 @@ static int push_addr(struct config_addr **arr, size_t *n, const struct config_ad
 	return 0;
 }
 
-/*
- * fopen() for files berth reads whole: a FIFO, a device like /dev/zero or a
- * directory would block or never end, so anything but a regular file is
- * refused with EINVAL (strerror: "Invalid argument" is unhelpful, so callers
- * say "not a regular file" themselves when errno is EINVAL).
- */
-static FILE *open_regular(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return NULL;
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		errno = EINVAL;
-		return NULL;
-	}
-	FILE *f = fdopen(fd, "r");
-	if (!f)
-		close(fd);
-	return f;
-}
-
-/* strerror(), saying what EINVAL from open_regular() means. */
-static const char *open_error(int err)
-{
-	return err == EINVAL ? "not a regular file" : strerror(err);
-}
-
 /* Append the nameservers of a resolv.conf-format file, on port 53. */
 static int read_resolv(struct parse *p, const struct raw_section *sec,
 		       const struct raw_entry *e, const char *path,
 		       struct config_addr **arr, size_t *n)
 {
-	FILE *f = open_regular(path);
+	FILE *f = fileio_open_regular(path);
 	if (!f) {
 		int rc = -errno;
 		return fail(p, rc, e->line, sec->label, e->key, "%s: %s", path,
-			    open_error(-rc));
+			    fileio_strerror(-rc));
 	}
 	char *line = NULL;
 	size_t cap = 0;
@@ -968,11 +939,11 @@ int config_load(const char *path, struct berth_config *cfg, char *err,
 		size_t errlen)
 {
 	struct parse p = { .file = path, .err = err, .errlen = errlen };
-	p.fp = open_regular(path);
+	p.fp = fileio_open_regular(path);
 	if (!p.fp) {
 		int rc = -errno;
 		*cfg = (struct berth_config){ 0 };
-		snprintf(err, errlen, "%s: %s", path, open_error(-rc));
+		snprintf(err, errlen, "%s: %s", path, fileio_strerror(-rc));
 		return rc;
 	}
 	int rc = load(&p, cfg);

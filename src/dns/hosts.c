@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/fileio.h"
+
 /* "x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.ip6.arpa." */
 #define REVERSE_NAME_MAX 80u
 #define TEXT_NAME_MAX 1024u /* dns_name_to_text of a 255-octet name, escaped */
@@ -226,7 +228,7 @@ int dns_hosts_load(struct dns_hosts **out, const char *path, uint32_t ttl,
 	if (!h)
 		goto fail;
 	h->ttl = ttl;
-	fp = fopen(path, "re");
+	fp = fileio_open_regular(path);
 	if (!fp) {
 		rc = -errno;
 		goto fail;
@@ -251,7 +253,7 @@ int dns_hosts_load(struct dns_hosts **out, const char *path, uint32_t ttl,
 	return 0;
 fail:
 	if (errlen)
-		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		snprintf(err, errlen, "%s: %s", path, fileio_strerror(-rc));
 	free(line);
 	if (fp)
 		fclose(fp);

@@ -1,6 +1,7 @@
 /* catalog: NAME.ports service port lists; see include/berth/catalog.h and
  * data/catalog/README for the file format. */
 #include "berth/catalog.h"
+#include "berth/fileio.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -182,9 +183,9 @@ struct catalog *catalog_read(const char *name, const char *path, char *err,
 		goto fail;
 	}
 	snprintf(cat->name, sizeof(cat->name), "%s", name);
-	if (!(f = fopen(path, "r"))) {
+	if (!(f = fileio_open_regular(path))) {
 		snprintf(err, errlen, "cannot read catalog %s: %s", path,
-			 strerror(errno));
+			 fileio_strerror(errno));
 		goto fail;
 	}
 	while (getline(&buf, &bufcap, f) >= 0) {
