@@ -32,6 +32,9 @@ static struct fwd_query *rec_alloc(struct dns_fwd *f)
 	}
 	r->next = FWD_NIL;
 	r->in_use = true;
+	r->utcp = FWD_UTCP_NONE;
+	r->sent = false;
+	r->redone = false;
 	f->st.outstanding++;
 	return r;
 }
@@ -61,9 +64,15 @@ static void chain_insert(struct dns_fwd *f, struct fwd_query *r, uint16_t id)
 	r->hashed = true;
 }
 
-/* Take r off its ID chain and give its pool socket back. */
+/* Take r off its ID chain and give its pool socket back, or off its
+ * upstream TCP connection. */
 static void rec_unhash(struct dns_fwd *f, struct fwd_query *r)
 {
+	if (r->utcp != FWD_UTCP_NONE) {
+		loop_timer_stop(f->loop, &r->timer);
+		fwd_utcp_detach(f, r);
+		return;
+	}
 	if (!r->hashed)
 		return;
 	uint16_t id = dns_get_id(r->query);
@@ -136,39 +145,53 @@ static void client_answer_error(struct dns_fwd *f, struct fwd_query *r,
 			      &r->qmsg, rcode);
 }
 
+/* Send r to upstream u over UDP from a fresh random pool socket with a
+ * fresh random ID.  Returns 0 or -errno. */
+static int send_udp(struct dns_fwd *f, struct fwd_query *r,
+		    const struct fwd_upstream *u)
+{
+	if (pool_acquire(f->pool, u->addr.sa.sa_family, &r->h) < 0) {
+		f->st.pool_empty++;
+		return -EAGAIN;
+	}
+	int32_t id = fresh_id(f, &r->h);
+	if (id < 0) {
+		f->st.pool_empty++;
+		pool_done(f->pool, &r->h);
+		return -EAGAIN;
+	}
+	dns_set_id(r->query, (uint16_t)id);
+	if (sendto(r->h.fd, r->query, r->qlen, 0, &u->addr.sa, u->len) < 0) {
+		int rc = -errno;
+		f->st.send_errors++;
+		pool_done(f->pool, &r->h);
+		return rc;
+	}
+	chain_insert(f, r, (uint16_t)id);
+	return 0;
+}
+
 /*
- * Send r to its next upstream, from a fresh random pool socket with a fresh
- * random ID.  When no upstream is left, the client gets SERVFAIL and the
- * record is freed.
+ * Send r to its next upstream: over TCP for a TCP client (a truncated UDP
+ * answer would be no use to it), else over UDP.  When no upstream is left,
+ * the client gets SERVFAIL and the record is freed.
  */
 static void send_attempt(struct dns_fwd *f, struct fwd_query *r)
 {
 	for (; r->attempt < r->norder; r->attempt++) {
-		const struct fwd_upstream *u = &f->up[r->order[r->attempt]];
-		if (pool_acquire(f->pool, u->addr.sa.sa_family, &r->h) < 0) {
-			f->st.pool_empty++;
-			continue;
-		}
-		int32_t id = fresh_id(f, &r->h);
-		if (id < 0) {
-			f->st.pool_empty++;
-			pool_done(f->pool, &r->h);
-			continue;
-		}
-		dns_set_id(r->query, (uint16_t)id);
+		unsigned up = r->order[r->attempt];
 		if (f->use_0x20)
 			dns_randomize_case(r->query, &r->qmsg, NULL, NULL);
-		if (sendto(r->h.fd, r->query, r->qlen, 0, &u->addr.sa, u->len) < 0) {
-			f->st.send_errors++;
-			pool_done(f->pool, &r->h);
+		int rc = r->sess ? fwd_utcp_send(f, r, up)
+				 : send_udp(f, r, &f->up[up]);
+		if (rc < 0)
 			continue;
-		}
-		chain_insert(f, r, (uint16_t)id);
 		loop_timer_start_in(f->loop, &r->timer, f->timeout_ms);
-		if (r->attempt == 0)
+		if (!r->sent)
 			f->st.forwarded++;
 		else
 			f->st.retries++;
+		r->sent = true;
 		return;
 	}
 	f->st.servfails++;
@@ -185,6 +208,18 @@ static void on_timeout(struct wheel_timer *t, void *ctx)
 	f->up[r->order[r->attempt]].failures++;
 	rec_unhash(f, r);
 	r->attempt++;
+	send_attempt(f, r);
+}
+
+void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r)
+{
+	loop_timer_stop(f->loop, &r->timer);
+	/* One more connection to the same upstream first: a server closing an
+	 * idle-looking connection is ordinary (RFC 7766 6.2.3), not a failure
+	 * of the upstream. */
+	if (r->redone)
+		r->attempt++;
+	r->redone = true;
 	send_attempt(f, r);
 }
 
@@ -322,12 +357,18 @@ bool dns_fwd_on_upstream_reply(struct dns_fwd *f, int fd, uint16_t local_port,
 		f->st.mismatch_question++;
 		return true;
 	}
+	fwd_accept(f, r, &resp, msg, len);
+	return true;
+}
+
+void fwd_accept(struct dns_fwd *f, struct fwd_query *r, struct dns_msg *resp,
+		const uint8_t *msg, size_t len)
+{
 	f->st.upstream_answers++;
 	f->up[r->order[r->attempt]].failures = 0;
 	rec_unhash(f, r);
-	relay_answer(f, r, &resp, msg, len);
+	relay_answer(f, r, resp, msg, len);
 	rec_free(f, r);
-	return true;
 }
 
 /* ---- life cycle and counters --------------------------------------------- */
@@ -381,6 +422,7 @@ struct dns_fwd *dns_fwd_new(struct loop *l, struct pool *p,
 		goto fail;
 	for (uint32_t i = 0; i < 65536; i++)
 		f->id_head[i] = FWD_NIL;
+	fwd_utcp_init(f);
 	return f;
 fail:
 	if (errlen)
@@ -399,6 +441,7 @@ void dns_fwd_free(struct dns_fwd *f)
 		for (uint32_t i = 0; i < f->fresh; i++)
 			if (f->q[i].in_use)
 				rec_unhash(f, &f->q[i]);
+	fwd_utcp_close_all(f);
 	fwd_udp_close_all(f);
 	guard_free(f->guard);
 	free(f->id_head);
@@ -453,6 +496,11 @@ void dns_fwd_status(const struct dns_fwd *f, FILE *out)
 		{ "pool_empty", s.pool_empty },
 		{ "send_errors", s.send_errors },
 		{ "refused", s.refused },
+		{ "upstream_tcp_queries", s.upstream_tcp_queries },
+		{ "upstream_tcp_opened", s.upstream_tcp_opened },
+		{ "upstream_tcp_reused", s.upstream_tcp_reused },
+		{ "upstream_tcp_closed", s.upstream_tcp_closed },
+		{ "upstream_tcp_lost", s.upstream_tcp_lost },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		fprintf(out, "  %s: %llu\n", rows[i].key,

@@ -25,6 +25,13 @@
  * records with a free list, indexed by ID), so no memory is allocated per
  * query.  When it is full, new queries are dropped and counted.
  *
+ * A query from a TCP client goes upstream over TCP instead (a TC answer
+ * would be no use to it): each upstream has up to FWD_UTCP_CONNS connections
+ * kept open and reused, queries pipelined on them with random IDs unique per
+ * connection, replies matched by ID and question.  A connection that dies
+ * has its queries retried once on a new connection to the same upstream,
+ * then on the next upstreams; idle connections close after FWD_UTCP_IDLE_MS.
+ *
  * Everything runs on one loop; the forwarder takes its time from it.
  */
 #ifndef BERTH_DNS_FORWARDER_H
@@ -102,6 +109,13 @@ struct dns_fwd_stats {
 	uint64_t pool_empty;       /* attempts with no pool socket */
 	uint64_t send_errors;      /* sendto failures (either direction) */
 	uint64_t refused;          /* queries over DNS_FWD_QUERY_MAX */
+	uint64_t upstream_tcp_queries; /* attempts sent upstream over TCP */
+	uint64_t upstream_tcp_opened;  /* upstream TCP connections opened */
+	uint64_t upstream_tcp_reused;  /* queries sent on a connection that
+					  had carried one before */
+	uint64_t upstream_tcp_closed;  /* upstream TCP connections closed */
+	uint64_t upstream_tcp_lost;    /* closed by EOF/error with queries in
+					  flight (those are retried) */
 	uint32_t outstanding;      /* queries in flight now */
 };
 

@@ -20,6 +20,14 @@
 #define FWD_RX_BUF 4096u     /* longer datagrams are refused as oversize */
 #define FWD_ID_TRIES 64u     /* random IDs drawn before giving up a socket */
 
+/* Upstream TCP (forwarder_upstream_tcp.c). */
+#define FWD_UTCP_CONNS 2u          /* connections kept per upstream */
+#define FWD_UTCP_MAX_INFLIGHT 64u  /* queries pipelined on one connection */
+#define FWD_UTCP_IDLE_MS 10000u    /* an unused connection closes after this */
+#define FWD_UTCP_WBUF (FWD_UTCP_MAX_INFLIGHT * (DNS_FWD_QUERY_MAX + 2u))
+#define FWD_UTCP_RBUF (DNS_MSG_MAX + 2u)
+#define FWD_UTCP_NONE UINT8_MAX    /* fwd_query.utcp: not on a connection */
+
 /* A client address of either family, without the size of sockaddr_storage. */
 union fwd_sockaddr {
 	struct sockaddr sa;
@@ -44,6 +52,10 @@ struct fwd_query {
 	uint8_t norder;
 	uint8_t order[DNS_FWD_MAX_UPSTREAMS]; /* upstreams to try, in turn */
 	struct pool_handle h;       /* the pool socket of the current attempt */
+	uint8_t utcp;               /* upstream TCP connection, or FWD_UTCP_NONE */
+	uint8_t uslot;              /* its slot on that connection */
+	bool sent;                  /* an attempt has left (forwarded counted) */
+	bool redone;                /* retried once after its connection died */
 	uint16_t client_id;         /* the ID the client chose */
 	uint16_t client_limit;      /* largest UDP answer the client takes */
 	union fwd_sockaddr client;
@@ -58,6 +70,26 @@ struct fwd_upstream {
 	union fwd_sockaddr addr;
 	socklen_t len;
 	unsigned failures;          /* consecutive timeouts */
+};
+
+/*
+ * One upstream TCP connection.  The buffers are allocated when the slot is
+ * first opened and kept for its reconnections, so queries cost no memory.
+ */
+struct fwd_utcp {
+	struct loop_watch w;
+	struct wheel_timer idle;    /* FWD_UTCP_IDLE_MS after the last answer */
+	struct dns_fwd *f;
+	int fd;                     /* -1 when closed */
+	uint8_t up;                 /* index of its upstream */
+	bool connecting;            /* nonblocking connect not finished */
+	bool used;                  /* has carried a query since it opened */
+	uint32_t nflight;
+	uint32_t slot[FWD_UTCP_MAX_INFLIGHT]; /* records in flight, or FWD_NIL */
+	uint8_t *wbuf;              /* framed queries not yet written */
+	size_t wlen;
+	uint8_t *rbuf;              /* reply octets not yet a whole frame */
+	size_t rlen;
 };
 
 struct fwd_listen {
@@ -86,6 +118,8 @@ struct dns_fwd {
 	uint32_t free_head;         /* recycled records */
 	uint32_t fresh;             /* records [fresh, cap) never used yet */
 	uint32_t *id_head;          /* 65536 chain heads, by outbound ID */
+
+	struct fwd_utcp utcp[DNS_FWD_MAX_UPSTREAMS * FWD_UTCP_CONNS];
 
 	struct dns_fwd_stats st;
 	uint8_t tx[DNS_MSG_MAX];    /* one answer being built */
@@ -123,5 +157,36 @@ void fwd_cancel_session(struct dns_fwd *f, struct sess *s);
 
 /* Free every TCP listener, closing its sessions. */
 void fwd_tcp_close_all(struct dns_fwd *f);
+
+/*
+ * Accept the reply resp (parsed from msg, len octets, borrowed) for r: relay
+ * it to the client with its ID restored and free r (forwarder.c).
+ */
+void fwd_accept(struct dns_fwd *f, struct fwd_query *r, struct dns_msg *resp,
+		const uint8_t *msg, size_t len);
+
+/*
+ * r's upstream TCP connection died under it (r is already off it): send it
+ * again, on a new connection to the same upstream the first time, else to
+ * the next upstream; SERVFAIL when none is left (forwarder.c).
+ */
+void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r);
+
+/* Prepare the connection slots (forwarder_upstream_tcp.c). */
+void fwd_utcp_init(struct dns_fwd *f);
+
+/*
+ * Send r (its query[] ready but for the ID) to upstream up over TCP: on a
+ * connection with room, opening one when none has any, with a random ID no
+ * other query on that connection uses.  Returns 0, or -errno when no
+ * connection can take it (r is then on none).
+ */
+int fwd_utcp_send(struct dns_fwd *f, struct fwd_query *r, unsigned up);
+
+/* Take r off its connection (no-op when on none). */
+void fwd_utcp_detach(struct dns_fwd *f, struct fwd_query *r);
+
+/* Close every upstream connection and free its buffers, retrying nothing. */
+void fwd_utcp_close_all(struct dns_fwd *f);
 
 #endif
