@@ -232,3 +232,52 @@ def test_tcp_pipelined(berthd, tmp_path, unbound):
     for q in queries:
         assert q.is_response(replies[q.id])
     assert replies[queries[2].id].rcode() == dns.rcode.NXDOMAIN
+
+
+def dig_flags(out):
+    """The header flags dig printed (";; flags: qr rd ra; ..."), as a set."""
+    for line in out.splitlines():
+        if line.startswith(";; flags:"):
+            return set(line.split(":", 1)[1].split(";", 1)[0].split())
+    pytest.fail(f"no flags line in dig's output:\n{out}", pytrace=False)
+
+
+def test_tcp_client_upstream_leg_over_tcp(berthd, berthctl, tmp_path, unbound):
+    require(DIG)
+    daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{unbound.port}"])
+    out = run([DIG, "+tcp", "+tries=1", "+time=3", "-p", str(port),
+               "@127.0.0.1", BIG_NAME, "TXT"])
+    assert out.returncode == 0, out.stderr
+    flags = dig_flags(out.stdout)
+    assert "tc" not in flags and "qr" in flags
+    txt = [line for line in out.stdout.splitlines()
+           if not line.startswith(";") and "TXT" in line and '"big-' in line]
+    # The whole answer: eight 200-octet strings, about 1.7 kB, more than a
+    # UDP answer could carry.
+    assert len(txt) == 8
+    counters = status(berthctl, daemon)
+    assert counters["upstream_tcp_queries"] == 1
+    assert counters["upstream_tcp_opened"] == 1
+    assert counters["truncated"] == 0
+    # A second TCP client reuses the upstream connection.
+    out = run([DIG, "+tcp", "+short", "+tries=1", "+time=3", "-p", str(port),
+               "@127.0.0.1", "host.test", "A"])
+    assert out.stdout.split() == ["192.0.2.10"]
+    counters = status(berthctl, daemon)
+    assert counters["upstream_tcp_queries"] == 2
+    assert counters["upstream_tcp_opened"] == 1
+    assert counters["upstream_tcp_reused"] == 1
+
+
+def test_udp_client_gets_tc_relayed_by_dig(berthd, berthctl, tmp_path, unbound):
+    require(DIG)
+    daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{unbound.port}"])
+    out = run([DIG, "+notcp", "+ignore", "+tries=1", "+time=3", "-p",
+               str(port), "@127.0.0.1", BIG_NAME, "TXT"])
+    assert out.returncode == 0, out.stderr
+    assert "tc" in dig_flags(out.stdout)
+    counters = status(berthctl, daemon)
+    # The UDP client's query went upstream over UDP, not TCP.
+    assert counters["forwarded"] == 1
+    assert counters["upstream_tcp_queries"] == 0
+    assert counters["upstream_tcp_opened"] == 0
