@@ -217,8 +217,10 @@ void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r)
 	/* One more connection to the same upstream first: a server closing an
 	 * idle-looking connection is ordinary (RFC 7766 6.2.3), not a failure
 	 * of the upstream. */
-	if (r->redone)
+	if (r->redone) {
+		f->up[r->order[r->attempt]].failures++;
 		r->attempt++;
+	}
 	r->redone = true;
 	send_attempt(f, r);
 }

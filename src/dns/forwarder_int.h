@@ -168,7 +168,8 @@ void fwd_accept(struct dns_fwd *f, struct fwd_query *r, struct dns_msg *resp,
 /*
  * r's upstream TCP connection died under it (r is already off it): send it
  * again, on a new connection to the same upstream the first time, else to
- * the next upstream; SERVFAIL when none is left (forwarder.c).
+ * the next upstream (counting a failure of the one left); SERVFAIL when
+ * none is left (forwarder.c).
  */
 void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r);
 

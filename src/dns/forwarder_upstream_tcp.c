@@ -275,8 +275,12 @@ int fwd_utcp_send(struct dns_fwd *f, struct fwd_query *r, unsigned up)
 	if (!c)
 		return -EBUSY;
 	int32_t id = conn_fresh_id(f, c);
-	if (id < 0)
+	if (id < 0) {
+		/* A connection just opened for r must not stay open forever. */
+		if (c->nflight == 0)
+			loop_timer_start_in(f->loop, &c->idle, FWD_UTCP_IDLE_MS);
 		return -EBUSY;
+	}
 	dns_set_id(r->query, (uint16_t)id);
 	uint32_t k = 0;
 	while (c->slot[k] != FWD_NIL)

@@ -416,6 +416,7 @@ static void test_upstream_closes_mid_flight_retried(void **state)
 	assert_int_equal(st.upstream_tcp_opened, 2);
 	assert_int_equal(st.upstream_tcp_closed, 1);
 	assert_int_equal(st.retries, 1);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
 	assert_int_equal(st.forwarded, 1);
 	assert_int_equal(up_accept(e, 1, 5), -1);
 	close(up);
@@ -444,6 +445,10 @@ static void test_second_loss_moves_to_next_upstream(void **state)
 	client_answer(e, got, sizeof(got), &m);
 	assert_int_equal(m.hdr.id, 0x2222);
 	assert_int_equal(stats(e).upstream_tcp_lost, 2);
+	/* Losing two connections in a row counts as one failure of upstream 0;
+	 * the answer from upstream 1 keeps it healthy. */
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 1);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 1), 0);
 	close(up);
 	env_free(e);
 }
@@ -535,6 +540,8 @@ static void test_all_refused_servfail(void **state)
 	assert_servfail(e, 0x0bad);
 	struct dns_fwd_stats st = stats(e);
 	assert_int_equal(st.upstream_tcp_lost, 3);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 1);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 1), 1);
 	assert_int_equal(st.timeouts, 0);
 	assert_false(udp_got_any(e, 0) || udp_got_any(e, 1));
 	env_free(e);
