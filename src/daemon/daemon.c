@@ -85,7 +85,7 @@ static void on_pool_socket(void *arg, int fd, int family, uint16_t port,
 {
 	struct daemon *d = arg;
 	(void)family;
-	if (fd < 0)
+	if (fd < 0 || (!open && (size_t)fd >= d->npw))
 		return;
 	if ((size_t)fd >= d->npw) {
 		size_t n = (size_t)fd * 2 + 64;
