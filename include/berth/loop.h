@@ -58,9 +58,17 @@ extern const struct loop_backend loop_backend_epoll;
 struct loop_clock {
 	uint64_t (*now_ms)(void *arg);
 	void *arg;
+	/*
+	 * now_ms() truncates a finer clock, so the true time may be up to
+	 * 1 ms past the reading.  loop_timer_start_in() then adds that
+	 * millisecond back, so a relative timer never fires before delay_ms of
+	 * real time has passed since the reading.  Exact clocks (fake clocks
+	 * in tests) leave it false.
+	 */
+	bool truncated;
 };
 
-/* CLOCK_MONOTONIC in milliseconds; arg is unused. */
+/* CLOCK_MONOTONIC in milliseconds, truncated; arg is unused. */
 uint64_t loop_clock_monotonic(void *arg);
 
 struct loop_config {
@@ -140,8 +148,13 @@ void loop_stop(struct loop *l);
 
 /*
  * Arm timer t (caller-owned, set up with wheel_timer_init()) at the absolute
- * time deadline (ms), or delay_ms from loop_now() (saturating).  The timer's
- * callback gets the struct loop * as its ctx.
+ * time deadline (ms), or delay_ms from loop_now() (saturating).  With a
+ * truncated clock (the default CLOCK_MONOTONIC one) the relative form arms
+ * at loop_now() + delay_ms + 1: loop_now() may lag the true time by up to
+ * 1 ms, and a timeout must never fire early.  Work done in the same
+ * iteration after the clock was read is not covered: keep iterations short
+ * (the session engine caps accepts per iteration).  The timer's callback
+ * gets the struct loop * as its ctx.
  */
 void loop_timer_start(struct loop *l, struct wheel_timer *t, uint64_t deadline);
 void loop_timer_start_in(struct loop *l, struct wheel_timer *t,

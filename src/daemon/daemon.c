@@ -85,7 +85,7 @@ static void on_pool_socket(void *arg, int fd, int family, uint16_t port,
 {
 	struct daemon *d = arg;
 	(void)family;
-	if (fd < 0)
+	if (fd < 0 || (!open && (size_t)fd >= d->npw))
 		return;
 	if ((size_t)fd >= d->npw) {
 		size_t n = (size_t)fd * 2 + 64;
@@ -361,6 +361,10 @@ struct daemon *daemon_new(const char *path, char *err, size_t errlen)
 		goto fail;
 	adopt_pool(d);
 	start_services(d, &d->gen);
+	if (d->gen.cfg.metrics.enabled)
+		fprintf(stderr, "berthd: %s:%u: [metrics] listen: not serving metrics: "
+			"the metrics listener is not part of this build yet\n",
+			d->gen.cfg.file, d->gen.cfg.metrics.line);
 	return d;
 fail:
 	daemon_free(d);

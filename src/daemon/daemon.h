@@ -85,6 +85,14 @@ int daemon_reload(struct daemon *d, char *err, size_t errlen);
 int daemon_command(struct daemon *d, const char *line, FILE *out, char *err,
 		   size_t errlen);
 
+/*
+ * Append one `berthctl sessions` line per session of listener l (borrowed):
+ * "SERVICE PEER STATE AGE_MS DEADLINE_IN_MS", the deadline "-" while a
+ * request is in flight.  Services call it from their sessions op.
+ */
+struct sess_listener;
+void daemon_print_sessions(struct sess_listener *l, FILE *out);
+
 /* Accessors for services and commands. */
 struct loop *daemon_loop(struct daemon *d);
 struct pool *daemon_pool(struct daemon *d); /* NULL without [pool] */

@@ -6,6 +6,7 @@
 
 #include "berth/loop.h"
 #include "berth/portplan.h"
+#include "berth/session.h"
 #include "berth/sockpool.h"
 #include "daemon/daemon_int.h"
 
@@ -118,6 +119,20 @@ static int cmd_release(struct daemon *d, const char *arg, FILE *out, char *err,
 	default:
 		snprintf(err, errlen, "release %lu: %s", port, strerror(-rc));
 		return -1;
+	}
+}
+
+void daemon_print_sessions(struct sess_listener *l, FILE *out)
+{
+	for (struct sess *s = sess_first(l); s; s = sess_next(s)) {
+		struct sess_info info;
+		sess_get_info(s, &info);
+		fprintf(out, "%s %s %s %llu ", info.service, info.peer,
+			sess_state_name(info.state), (unsigned long long)info.age_ms);
+		if (info.has_deadline)
+			fprintf(out, "%llu\n", (unsigned long long)info.deadline_in_ms);
+		else
+			fputs("-\n", out);
 	}
 }
 

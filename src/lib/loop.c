@@ -72,7 +72,8 @@ struct loop *loop_new(const struct loop_config *cfg)
 		return NULL;
 	l->be = cfg->backend ? cfg->backend : &loop_backend_epoll;
 	l->clock = cfg->clock.now_ms ? cfg->clock
-		   : (struct loop_clock){ .now_ms = loop_clock_monotonic };
+		   : (struct loop_clock){ .now_ms = loop_clock_monotonic,
+					  .truncated = true };
 	l->max_timers = cfg->max_timers_per_iter ? cfg->max_timers_per_iter
 						 : LOOP_DEFAULT_MAX_TIMERS;
 	l->close_tail = &l->close_head;
@@ -234,8 +235,9 @@ void loop_timer_start(struct loop *l, struct wheel_timer *t, uint64_t deadline)
 void loop_timer_start_in(struct loop *l, struct wheel_timer *t,
 			 uint64_t delay_ms)
 {
-	uint64_t deadline = l->now + delay_ms;
-	if (deadline < l->now)
+	uint64_t delay = delay_ms + (l->clock.truncated ? 1u : 0u);
+	uint64_t deadline = l->now + delay;
+	if (deadline < l->now || delay < delay_ms)
 		deadline = UINT64_MAX;
 	wheel_start(l->wheel, t, deadline);
 }

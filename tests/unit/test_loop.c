@@ -271,6 +271,46 @@ static void stop_on_timer(struct wheel_timer *t, void *ctx)
 		loop_stop(ctx);
 }
 
+/*
+ * A truncated clock (the real CLOCK_MONOTONIC one, in ms) reads up to 1 ms
+ * behind the true time: a relative timer armed at reading R for D ms must
+ * not fire at reading R + D, which may be real time R + D - 0.999.  The
+ * session benchmark caught exactly that (closes 0.8 ms early).
+ */
+static void test_truncated_clock_never_fires_early(void **state)
+{
+	(void)state;
+	struct loop_fake *f = loop_fake_new(1000);
+	assert_non_null(f);
+	struct loop_config cfg = loop_fake_config(f);
+	cfg.clock.truncated = true;
+	struct loop *l = loop_new(&cfg);
+	assert_non_null(l);
+	struct conn c;
+	conn_init(&c, 1, -1);
+
+	loop_timer_start_in(l, &c.timer, 100);
+	loop_fake_advance(f, 100); /* reading 1100: true time may be 1100.0 */
+	assert_int_equal(loop_run_once(l), 0);
+	assert_int_equal(c.calls, 0);
+	loop_fake_advance(f, 1); /* reading 1101: at least 100 ms have passed */
+	assert_int_equal(loop_run_once(l), 1);
+	assert_int_equal(c.fired_at, 1101);
+
+	/* Absolute deadlines are the caller's business: unchanged. */
+	loop_timer_start(l, &c.timer, 1200);
+	loop_fake_set_time(f, 1200);
+	assert_int_equal(loop_run_once(l), 1);
+	assert_int_equal(c.fired_at, 1200);
+
+	/* A huge delay saturates instead of wrapping. */
+	loop_timer_start_in(l, &c.timer, UINT64_MAX);
+	assert_int_equal(wheel_timer_deadline(&c.timer), UINT64_MAX);
+	loop_timer_stop(l, &c.timer);
+	loop_free(l);
+	loop_fake_free(f);
+}
+
 static void test_sleeping_loop_wakes_exactly(void **state)
 {
 	(void)state;
@@ -506,6 +546,7 @@ int main(void)
 		cmocka_unit_test(test_stale_generation_dropped),
 		cmocka_unit_test(test_clock_read_once_per_iteration),
 		cmocka_unit_test(test_timers_fire_at_fake_times),
+		cmocka_unit_test(test_truncated_clock_never_fires_early),
 		cmocka_unit_test(test_sleeping_loop_wakes_exactly),
 		cmocka_unit_test(test_bounded_timers_per_iteration),
 		cmocka_unit_test(test_deferred_close),

@@ -1,0 +1,80 @@
+"""berthd on its built-in default config, as `scripts/run` starts it.
+
+Only names from /etc/hosts are queried, so nothing is forwarded to the
+machine's real resolver: all traffic stays on loopback.
+"""
+import os
+import subprocess
+import time
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+DEFAULT_LISTEN = ("127.0.0.1", 5300)
+
+
+def test_default_config_runs_without_arguments(build_dir, tmp_path):
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
+    sock = tmp_path / "berth.sock"
+    log = tmp_path / "berthd.stderr"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([str(build_dir / "berthd")], env=env,
+                                stdin=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+
+        status = subprocess.run([str(build_dir / "berthctl"), "status"], env=env,
+                                capture_output=True, text=True, timeout=10)
+        assert status.returncode == 0, status.stderr
+        assert "config <built-in>" in status.stdout
+        assert "pool: 2500 sockets" in status.stdout
+        assert "service dns (dns): running" in status.stdout
+
+        # localhost comes from /etc/hosts: answered locally, never forwarded.
+        q = dns.message.make_query("localhost.", dns.rdatatype.A)
+        r = None
+        for _ in range(50):
+            try:
+                r = dns.query.udp(q, DEFAULT_LISTEN[0], port=DEFAULT_LISTEN[1],
+                                  timeout=1)
+                break
+            except dns.exception.Timeout:
+                continue
+        assert r is not None, "no answer from 127.0.0.1:5300"
+        addrs = [a.address for rr in r.answer for a in rr]
+        assert "127.0.0.1" in addrs
+        assert r.flags & dns.flags.AA
+    finally:
+        proc.terminate()
+        try:
+            rc = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("berthd ignored SIGTERM")
+    assert rc == 0, log.read_text()
+    assert not sock.exists(), "berthd left its control socket behind"
+
+
+def test_check_of_the_built_in_default(build_dir):
+    out = subprocess.run([str(build_dir / "berthd"), "--check"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "<built-in>: ok"
+
+
+def test_check_names_file_line_and_key(build_dir, tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("[ports]\nmax_user_port = 5000\nmax_user_port_semantics = sideways\n")
+    out = subprocess.run([str(build_dir / "berthd"), "-c", str(conf), "--check"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 1
+    assert f"{conf}:3" in out.stderr
+    assert "max_user_port_semantics" in out.stderr
