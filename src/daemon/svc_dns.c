@@ -130,10 +130,19 @@ static void dns_status(void *state, FILE *out)
 	dns_fwd_status(s->fwd, out);
 }
 
+static void dns_sessions(void *state, FILE *out)
+{
+	struct svc_dns *s = state;
+	struct sess_listener *l;
+	for (size_t i = 0; (l = dns_fwd_tcp_listener(s->fwd, i)); i++)
+		daemon_print_sessions(l, out);
+}
+
 const struct daemon_service_ops svc_dns_ops = {
 	.protocol = CONFIG_PROTO_DNS,
 	.start = dns_start,
 	.stop = dns_stop,
 	.on_pool_reply = dns_on_pool_reply,
 	.status = dns_status,
+	.sessions = dns_sessions,
 };

@@ -168,6 +168,12 @@ int dns_fwd_listen_tcp(struct dns_fwd *f, const struct sockaddr *addr,
 /* The local port (host order) of TCP listener idx, or 0. */
 uint16_t dns_fwd_tcp_port(const struct dns_fwd *f, int idx);
 
+/*
+ * The idx-th TCP listener (borrowed, owned by f), or NULL past the last one:
+ * for listing its sessions.
+ */
+struct sess_listener *dns_fwd_tcp_listener(const struct dns_fwd *f, size_t idx);
+
 /* The local port (host order) of UDP listener idx, or 0. */
 uint16_t dns_fwd_udp_port(const struct dns_fwd *f, int idx);
 

@@ -119,6 +119,11 @@ int dns_fwd_listen_tcp(struct dns_fwd *f, const struct sockaddr *addr,
 	return (int)f->ntcp++;
 }
 
+struct sess_listener *dns_fwd_tcp_listener(const struct dns_fwd *f, size_t idx)
+{
+	return idx < f->ntcp ? f->tcp[idx] : NULL;
+}
+
 uint16_t dns_fwd_tcp_port(const struct dns_fwd *f, int idx)
 {
 	union fwd_sockaddr a;
