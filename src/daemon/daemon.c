@@ -20,6 +20,7 @@
 /* Every protocol berthd knows how to run. */
 static const struct daemon_service_ops *const service_ops[] = {
 	&svc_dns_ops,
+	&svc_kerberos_ops,
 };
 
 /* The pool is ticked at least this often, whatever it says is due next. */

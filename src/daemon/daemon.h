@@ -56,6 +56,7 @@ struct daemon_service_ops {
 
 /* The ops of each protocol, defined in svc_<protocol>.c. */
 extern const struct daemon_service_ops svc_dns_ops;
+extern const struct daemon_service_ops svc_kerberos_ops;
 
 /*
  * Load the config (path NULL: the built-in default), build the plan, the

@@ -1,0 +1,245 @@
+"""The Kerberos front end with real MIT Kerberos on both sides.
+
+berthd runs a `protocol = kerberos` service on a loopback port relaying to the
+krb5_realm fixture's KDC.  The real kinit gets a ticket through it over UDP
+and over TCP (the KRB5_TRACE output shows where and how each request went);
+silent TCP connections are closed at their deadline and never before; a
+client on source port 88 or 464 gets nothing while 22528 and 53249 (the
+byte-swapped twins an old guard blocked by mistake) get the KDC's answer; a
+dead upstream ends in a clean kinit failure with the timeouts counted; and
+`berthctl sessions` lists an open TCP session.
+"""
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import port_held
+
+NEW_CONNECTION_TIMEOUT = 1.0
+# MIT's client retries for about 27 s before it gives up on a realm.
+KINIT_DEAD_TIMEOUT = 60
+
+
+def berth_config(tmp_path, port, upstream, *, new_connection_timeout="1s",
+                 upstream_timeout="500ms"):
+    return f"""
+[ports]
+; below the kernel's ephemeral range, where free_port() picks listen ports
+dynamic_range = 20000-29999
+avoid_in_use = yes
+
+[pool]
+size = 64
+
+[control]
+socket = {tmp_path}/berth.sock
+
+[service kdc]
+protocol = kerberos
+listen = 127.0.0.1:{port}
+upstream = {upstream}
+new_connection_timeout = {new_connection_timeout}
+upstream_timeout = {upstream_timeout}
+"""
+
+
+def start_berth(berthd, tmp_path, free_port, upstream, **kw):
+    port = free_port("both")
+    daemon = berthd(berth_config(tmp_path, port, upstream, **kw),
+                    ready=lambda d: port_held(port, "udp")
+                    and port_held(port, "tcp")
+                    and (tmp_path / "berth.sock").exists())
+    return daemon, port
+
+
+def status(berthctl, tmp_path):
+    out = berthctl("-s", tmp_path / "berth.sock", "status")
+    assert out.returncode == 0, out.stderr
+    counters = {}
+    for line in out.stdout.splitlines():
+        m = re.match(r"^\s+(\w+): (\d+)$", line)
+        if m:
+            counters[m.group(1)] = int(m.group(2))
+    return counters
+
+
+def capture_as_req(realm, tmp_path):
+    """The first AS-REQ the real kinit sends, caught on a socket of ours."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as trap:
+        trap.bind(("127.0.0.1", 0))
+        trap.settimeout(10)
+        conf = realm.client_conf("127.0.0.1", trap.getsockname()[1],
+                                 name="trap.conf")
+        env = dict(os.environ, KRB5_CONFIG=str(conf))
+        proc = subprocess.Popen(
+            ["/usr/bin/kinit", "-c", str(tmp_path / "trap.cc"), realm.principal],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, env=env)
+        try:
+            req, _ = trap.recvfrom(65536)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert req[0] == 0x6a  # [APPLICATION 10] AS-REQ
+    return req
+
+
+@pytest.fixture
+def relay(krb5_realm, berthd, free_port, tmp_path):
+    daemon, port = start_berth(berthd, tmp_path, free_port,
+                               f"{krb5_realm.host}:{krb5_realm.port}")
+    return krb5_realm, daemon, port
+
+
+def test_kinit_over_udp(relay, tmp_path, berthctl):
+    realm, _, port = relay
+    conf = realm.client_conf("127.0.0.1", port)
+    r = realm.kinit(conf, realm.principal, realm.password, tmp_path / "cc",
+                    trace=True)
+    assert r.returncode == 0, r.stderr
+    assert f"UDP request to dgram 127.0.0.1:{port}" in r.stderr
+    assert "TCP request" not in r.stderr
+    assert f"krbtgt/{realm.realm}@{realm.realm}" in realm.klist(tmp_path / "cc").stdout
+    st = status(berthctl, tmp_path)
+    assert st["requests_udp"] >= 2  # NEEDED_PREAUTH, then ISSUE
+    assert st["replies"] >= 2
+    assert st["outstanding"] == 0
+
+
+def test_kinit_over_tcp(relay, tmp_path, berthctl):
+    realm, _, port = relay
+    conf = realm.client_conf("127.0.0.1", port, udp_preference_limit=1)
+    r = realm.kinit(conf, realm.principal, realm.password, tmp_path / "cc",
+                    trace=True)
+    assert r.returncode == 0, r.stderr
+    assert f"TCP request to stream 127.0.0.1:{port}" in r.stderr
+    assert "UDP request" not in r.stderr
+    assert f"krbtgt/{realm.realm}@{realm.realm}" in realm.klist(tmp_path / "cc").stdout
+    st = status(berthctl, tmp_path)
+    assert st["requests_tcp"] >= 2
+    assert st["requests_udp"] == 0
+
+
+def test_silent_connection_closed_at_deadline_never_early(relay):
+    _, _, port = relay
+    # The deadline runs from accept, which comes after connect() begins;
+    # the loop's clock has 1 ms resolution, hence the 2 ms allowance.
+    opened = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        time.sleep(0.8)
+        c.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            c.recv(1)  # still open: no EOF, nothing to read
+        c.setblocking(True)
+        c.settimeout(3.0 - (time.monotonic() - opened))
+        assert c.recv(1) == b""  # EOF: berth closed it
+        assert time.monotonic() - opened >= NEW_CONNECTION_TIMEOUT - 0.002
+
+
+@pytest.mark.parametrize("source_port,served", [(88, False), (464, False),
+                                                (22528, True), (53249, True)])
+def test_guard_by_source_port(relay, tmp_path, berthctl, source_port, served):
+    realm, _, port = relay
+    req = capture_as_req(realm, tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        c.bind(("127.0.0.1", source_port))
+        c.settimeout(2.0)
+        c.sendto(req, ("127.0.0.1", port))
+        if served:
+            reply, _ = c.recvfrom(65536)
+            # The KDC's answer: KRB-ERROR, KDC_ERR_PREAUTH_REQUIRED (25).
+            assert reply[0] == 0x7e
+            assert b"\xa6\x03\x02\x01\x19" in reply
+        else:
+            with pytest.raises(socket.timeout):
+                c.recvfrom(65536)
+    st = status(berthctl, tmp_path)
+    assert st["guard_drops"] == (0 if served else 1)
+    if served:
+        assert st["requests_udp"] >= 1, st
+
+
+def error_code(msg):
+    """The error-code of a KRB-ERROR (short-form DER lengths, as berth writes
+    small errors), read independently of berth's parser."""
+    assert msg[0] == 0x7e, msg[:4].hex()
+    i = msg.index(b"\xa6")
+    assert msg[i + 2] == 0x02
+    return int.from_bytes(msg[i + 4:i + 4 + msg[i + 3]], "big", signed=True)
+
+
+def test_dead_upstream_fails_cleanly(krb5_realm, berthd, free_port, tmp_path,
+                                     berthctl):
+    realm = krb5_realm
+    req = capture_as_req(realm, tmp_path)
+    dead = free_port("both")
+    _, port = start_berth(berthd, tmp_path, free_port, f"127.0.0.1:{dead}")
+
+    # UDP: nothing answers; after upstream_timeout (500 ms) the client gets
+    # KDC_ERR_SVC_UNAVAILABLE naming the realm of its request.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        c.settimeout(5)
+        sent = time.monotonic()
+        c.sendto(req, ("127.0.0.1", port))
+        reply, _ = c.recvfrom(65536)
+        assert time.monotonic() - sent >= 0.5 - 0.002  # 1 ms clock
+    assert error_code(reply) == 29
+    assert realm.realm.encode() in reply
+    st = status(berthctl, tmp_path)
+    assert st["upstream_timeouts"] == 1
+    assert st["errors_sent"] == 1
+
+    # TCP: the dead upstream refuses the connection: the error comes at once.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(len(req).to_bytes(4, "big") + req)
+        head = c.recv(4, socket.MSG_WAITALL)
+        body = c.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL)
+    assert error_code(body) == 29
+    st = status(berthctl, tmp_path)
+    assert st["upstream_failures"] >= 1
+    assert st["errors_sent"] == 2
+    assert st["outstanding"] == 0
+
+    # MIT's kinit takes SVC_UNAVAILABLE as "this KDC cannot serve now", runs
+    # its own retry schedule, and fails cleanly.
+    conf = realm.client_conf("127.0.0.1", port)
+    r = realm.kinit(conf, realm.principal, realm.password, tmp_path / "cc",
+                    timeout=KINIT_DEAD_TIMEOUT)
+    assert r.returncode != 0
+    assert ("A service is not available" in r.stderr
+            or "Cannot contact any KDC" in r.stderr), r.stderr
+
+
+def test_failover_to_second_upstream(krb5_realm, berthd, free_port, tmp_path,
+                                     berthctl):
+    realm = krb5_realm
+    dead = free_port("both")
+    _, port = start_berth(berthd, tmp_path, free_port,
+                          f"127.0.0.1:{dead}, {realm.host}:{realm.port}")
+    conf = realm.client_conf("127.0.0.1", port)
+    r = realm.kinit(conf, realm.principal, realm.password, tmp_path / "cc")
+    assert r.returncode == 0, r.stderr
+    st = status(berthctl, tmp_path)
+    assert st["failovers"] >= 1
+    assert st["upstream_timeouts"] >= 1
+
+
+def test_sessions_lists_open_tcp_session(krb5_realm, berthd, free_port,
+                                         tmp_path, berthctl):
+    _, port = start_berth(berthd, tmp_path, free_port,
+                          f"{krb5_realm.host}:{krb5_realm.port}",
+                          new_connection_timeout="30s")
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        peer = f"127.0.0.1:{c.getsockname()[1]}"
+        out = berthctl("-s", tmp_path / "berth.sock", "sessions")
+        assert out.returncode == 0, out.stderr
+        lines = [l.split() for l in out.stdout.splitlines() if peer in l]
+        assert len(lines) == 1, out.stdout
+        service, got_peer, state, age, deadline = lines[0]
+        assert (service, got_peer, state) == ("kdc", peer, "new")
+        assert 0 < int(deadline) <= 30000
+        assert int(age) + int(deadline) <= 30000 + 5  # one deadline, from accept
