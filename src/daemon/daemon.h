@@ -88,11 +88,13 @@ int daemon_command(struct daemon *d, const char *line, FILE *out, char *err,
 
 /*
  * Append one `berthctl sessions` line per session of listener l (borrowed):
- * "SERVICE PEER STATE AGE_MS DEADLINE_IN_MS", the deadline "-" while a
- * request is in flight.  Services call it from their sessions op.
+ * "SERVICE PEER STATE AGE_MS DEADLINE_IN_MS", where SERVICE is service (the
+ * config's service name) and the deadline is "-" while a request is in
+ * flight.  Services call it from their sessions op.
  */
 struct sess_listener;
-void daemon_print_sessions(struct sess_listener *l, FILE *out);
+void daemon_print_sessions(struct sess_listener *l, const char *service,
+			   FILE *out);
 
 /* Accessors for services and commands. */
 struct loop *daemon_loop(struct daemon *d);

@@ -122,12 +122,13 @@ static int cmd_release(struct daemon *d, const char *arg, FILE *out, char *err,
 	}
 }
 
-void daemon_print_sessions(struct sess_listener *l, FILE *out)
+void daemon_print_sessions(struct sess_listener *l, const char *service,
+			   FILE *out)
 {
 	for (struct sess *s = sess_first(l); s; s = sess_next(s)) {
 		struct sess_info info;
 		sess_get_info(s, &info);
-		fprintf(out, "%s %s %s %llu ", info.service, info.peer,
+		fprintf(out, "%s %s %s %llu ", service, info.peer,
 			sess_state_name(info.state), (unsigned long long)info.age_ms);
 		if (info.has_deadline)
 			fprintf(out, "%llu\n", (unsigned long long)info.deadline_in_ms);

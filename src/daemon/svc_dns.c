@@ -135,7 +135,7 @@ static void dns_sessions(void *state, FILE *out)
 	struct svc_dns *s = state;
 	struct sess_listener *l;
 	for (size_t i = 0; (l = dns_fwd_tcp_listener(s->fwd, i)); i++)
-		daemon_print_sessions(l, out);
+		daemon_print_sessions(l, s->name, out);
 }
 
 const struct daemon_service_ops svc_dns_ops = {

@@ -181,19 +181,7 @@ static void krb_sessions(void *state, FILE *out)
 {
 	struct svc_krb *k = state;
 	for (size_t i = 0; i < k->nlisten; i++)
-		for (struct sess *s = sess_first(k->tcp[i]); s; s = sess_next(s)) {
-			struct sess_info in;
-			sess_get_info(s, &in);
-			if (in.has_deadline)
-				fprintf(out, "%s %s %s %llu %llu\n", k->name, in.peer,
-					sess_state_name(in.state),
-					(unsigned long long)in.age_ms,
-					(unsigned long long)in.deadline_in_ms);
-			else
-				fprintf(out, "%s %s %s %llu -\n", k->name, in.peer,
-					sess_state_name(in.state),
-					(unsigned long long)in.age_ms);
-		}
+		daemon_print_sessions(k->tcp[i], k->name, out);
 }
 
 const struct daemon_service_ops svc_kerberos_ops = {

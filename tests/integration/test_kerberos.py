@@ -235,9 +235,14 @@ def test_sessions_lists_open_tcp_session(krb5_realm, berthd, free_port,
                           new_connection_timeout="30s")
     with socket.create_connection(("127.0.0.1", port)) as c:
         peer = f"127.0.0.1:{c.getsockname()[1]}"
-        out = berthctl("-s", tmp_path / "berth.sock", "sessions")
-        assert out.returncode == 0, out.stderr
-        lines = [l.split() for l in out.stdout.splitlines() if peer in l]
+        # berthd accepts on its next loop iteration: poll, bounded.
+        for _ in range(50):
+            out = berthctl("-s", tmp_path / "berth.sock", "sessions")
+            assert out.returncode == 0, out.stderr
+            lines = [l.split() for l in out.stdout.splitlines() if peer in l]
+            if lines:
+                break
+            time.sleep(0.02)
         assert len(lines) == 1, out.stdout
         service, got_peer, state, age, deadline = lines[0]
         assert (service, got_peer, state) == ("kdc", peer, "new")

@@ -38,10 +38,15 @@ socket = {sock}
         opened = time.monotonic()
         peers = {f"127.0.0.1:{c.getsockname()[1]}" for c in clients}
 
-        out = berthctl("-s", sock, "sessions")
-        assert out.returncode == 0, out.stderr
-        rows = [line.split() for line in out.stdout.splitlines()[1:]]
-        listed = {row[1]: row for row in rows}
+        # berthd accepts on its next loop iteration: poll, bounded.
+        for _ in range(50):
+            out = berthctl("-s", sock, "sessions")
+            assert out.returncode == 0, out.stderr
+            rows = [line.split() for line in out.stdout.splitlines()[1:]]
+            listed = {row[1]: row for row in rows}
+            if peers <= set(listed):
+                break
+            time.sleep(0.02)
         assert peers <= set(listed), out.stdout
         for peer in peers:
             service, _, state, age_ms, deadline_in = listed[peer]
