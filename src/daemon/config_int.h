@@ -1,0 +1,78 @@
+/*
+ * config_int: what the pieces of the config loader share: config.c (pass 2
+ * and the public entry points), config_ini.c (pass 1, the INI reader) and
+ * config_value.c (single values).  Nothing else includes it; callers use
+ * config.h.
+ */
+#ifndef BERTH_DAEMON_CONFIG_INT_H
+#define BERTH_DAEMON_CONFIG_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "daemon/config.h"
+
+enum section_kind { SEC_PORTS, SEC_POOL, SEC_SERVICE, SEC_CONTROL, SEC_METRICS };
+
+/*
+ * Loading runs in two passes.  The first (inih plus the reader and handler
+ * in config_ini.c) only collects sections and raw "key = value" entries, catching
+ * syntax errors, unknown names and duplicates.  The second interprets the
+ * values; it runs after the whole file is read because an indented line may
+ * still extend a value, and because some keys depend on others (protocol).
+ */
+struct raw_entry {
+	char *key, *value; /* owned; value may be stolen by the config */
+	unsigned line;
+};
+
+struct raw_section {
+	enum section_kind kind;
+	char name[CONFIG_NAME_MAX + 1];      /* the NAME of [service NAME] */
+	char label[CONFIG_NAME_MAX + 16];    /* "[service NAME]", for messages */
+	unsigned line;
+	struct raw_entry *entries; /* owned, n entries */
+	size_t n;
+};
+
+struct parse {
+	const char *file;
+	FILE *fp;              /* source: a file, or ... */
+	char *linebuf;         /* getline() buffer for fp */
+	size_t linecap;
+	const char *text;      /* ... len bytes of memory */
+	size_t len, pos;
+	unsigned lineno;       /* line the reader handed to inih last */
+	bool continuation;     /* that line continues the previous value */
+	bool have_prev;        /* a key was seen since the last section header */
+	struct raw_section *sec; /* owned, nsec entries */
+	size_t nsec;
+	int rc;                /* first error, 0 while none */
+	unsigned err_line;
+	char *err;
+	size_t errlen;
+};
+
+/* Record the first error as "FILE:LINE: LABEL KEY: reason" (line, label and
+ * key are left out when 0/NULL) and return the error code to propagate. */
+__attribute__((format(printf, 6, 7)))
+int config__fail(struct parse *p, int rc, unsigned line, const char *label,
+		 const char *key, const char *fmt, ...);
+
+/* Pass 1: read the whole source (p->fp or p->text) through inih into p->sec,
+ * catching syntax errors, unknown names and duplicates.  Returns p->rc: 0,
+ * or the first error, whose message is in p->err. */
+int config__read_raw(struct parse *p);
+
+/* An unsigned decimal number min..max: digits only, no sign or spaces.
+ * 0, -EINVAL or -ERANGE with the reason in err (errlen bytes). */
+int config__parse_number(const char *text, uint32_t min, uint32_t max,
+			 uint32_t *out, char *err, size_t errlen);
+
+/* A numeric IPv4 or IPv6 address (with an optional %scope) and a port.
+ * host is borrowed; 0 or -EINVAL (out then unchanged). */
+int config__parse_host(const char *host, uint16_t port, struct config_addr *out);
+
+#endif
