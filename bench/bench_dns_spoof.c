@@ -85,7 +85,8 @@ static bool parse_args(int argc, char **argv, struct spoof_opts *o)
 	bool have_fd = false, have_ports = false, have_count = false;
 	unsigned long v;
 	inet_pton(AF_INET, "6.6.6.6", &o->marker);
-	for (int i = 1; i < argc; i++) {
+	/* Options come in pairs: "--name value". */
+	for (int i = 1; i < argc; i += 2) {
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!val)
 			return false;
@@ -108,7 +109,6 @@ static bool parse_args(int argc, char **argv, struct spoof_opts *o)
 		} else {
 			return false;
 		}
-		i++;
 	}
 	return have_fd && have_ports && have_count;
 }
