@@ -80,7 +80,7 @@ static bool tlv_at(const uint8_t *p, size_t n, struct tlv *t)
 static struct tlv child(const struct tlv *parent, unsigned tag)
 {
 	size_t off = 0;
-	struct tlv t;
+	struct tlv t = { 0 };
 	while (off < parent->len) {
 		assert_true(tlv_at(parent->v + off, parent->len - off, &t));
 		if (t.tag == tag)
@@ -93,7 +93,7 @@ static struct tlv child(const struct tlv *parent, unsigned tag)
 
 static long long int_of(const struct tlv *ctx)
 {
-	struct tlv i;
+	struct tlv i = { 0 };
 	assert_true(tlv_at(ctx->v, ctx->len, &i));
 	assert_int_equal(i.tag, 0x02);
 	assert_true(i.len >= 1 && i.len <= 4);
@@ -190,11 +190,11 @@ static void test_req_names_real(void **state)
 	assert_int_equal(names.realm_len, 12);
 	assert_memory_equal(names.realm, "\x1b\x0a" "BERTH.TEST", 12);
 	assert_non_null(names.sname);
-	struct tlv sname;
+	struct tlv sname = { 0 };
 	assert_true(tlv_at(names.sname, names.sname_len, &sname));
 	assert_int_equal(sname.tag, 0x30);
 	assert_int_equal(sname.total, names.sname_len);
-	struct tlv strings = child(&sname, 0xa1), seq;
+	struct tlv strings = child(&sname, 0xa1), seq = { 0 };
 	assert_true(tlv_at(strings.v, strings.len, &seq));
 	assert_memory_equal(seq.v, "\x1b\x06" "krbtgt\x1b\x0a" "BERTH.TEST", 20);
 
@@ -222,7 +222,7 @@ static void check_error(const uint8_t *buf, size_t n, int32_t code,
 			const uint8_t *realm, size_t realm_len,
 			const uint8_t *sname, size_t sname_len)
 {
-	struct tlv app, seq;
+	struct tlv app = { 0 }, seq = { 0 };
 	assert_true(tlv_at(buf, n, &app));
 	assert_int_equal(app.tag, 0x7e);
 	assert_int_equal(app.total, n);
@@ -234,7 +234,7 @@ static void check_error(const uint8_t *buf, size_t n, int32_t code,
 	f = child(&seq, 0xa1);
 	assert_int_equal(int_of(&f), 30);
 	f = child(&seq, 0xa4);
-	struct tlv t;
+	struct tlv t = { 0 };
 	assert_true(tlv_at(f.v, f.len, &t));
 	assert_int_equal(t.tag, 0x18);
 	assert_int_equal(t.len, 15);
