@@ -143,4 +143,10 @@ const char *procnet_state_name(const struct procnet_sock *s);
 /* "tcp" or "udp" for s->proto.  Returns a static string. */
 const char *procnet_proto_name(const struct procnet_sock *s);
 
+/*
+ * qsort() order for struct procnet_sock: tcp before udp, IPv4 before IPv6,
+ * then by address and pid, so listings do not depend on the order of /proc.
+ */
+int procnet_sock_cmp(const void *a, const void *b);
+
 #endif

@@ -54,22 +54,6 @@ static bool parse_arg(const char *arg, uint16_t *port, unsigned *mask,
 	return false;
 }
 
-/* tcp before udp, then IPv4 before IPv6, then by address and pid, so the
- * output does not depend on the order of /proc. */
-static int cmp_sock(const void *a, const void *b)
-{
-	const struct procnet_sock *x = a, *y = b;
-	int c;
-
-	if (x->proto != y->proto)
-		return x->proto == IPPROTO_TCP ? -1 : 1;
-	if (x->family != y->family)
-		return x->family == AF_INET ? -1 : 1;
-	if ((c = strcmp(x->addr, y->addr)) != 0)
-		return c;
-	return (x->pid > y->pid) - (x->pid < y->pid);
-}
-
 static void format_endpoint(const struct procnet_sock *s, char *buf,
 			    size_t len)
 {
@@ -146,7 +130,7 @@ int ctl_who(const char *arg, const char *proc_root, FILE *out, FILE *err)
 		rc = CTL_FINDING;
 		goto out;
 	}
-	qsort(v, held, sizeof(*v), cmp_sock);
+	qsort(v, held, sizeof(*v), procnet_sock_cmp);
 	print_holders(v, held, out);
 	if (stats.unowned > 0 && stats.hidden_procs > 0)
 		fprintf(err, "berthctl: note: some owners are hidden (%zu "

@@ -541,3 +541,17 @@ out:
 	free(keys);
 	return rc;
 }
+
+int procnet_sock_cmp(const void *a, const void *b)
+{
+	const struct procnet_sock *x = a, *y = b;
+	int c;
+
+	if (x->proto != y->proto)
+		return x->proto == IPPROTO_TCP ? -1 : 1;
+	if (x->family != y->family)
+		return x->family == AF_INET ? -1 : 1;
+	if ((c = strcmp(x->addr, y->addr)) != 0)
+		return c;
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
