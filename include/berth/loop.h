@@ -160,6 +160,12 @@ void loop_timer_start(struct loop *l, struct wheel_timer *t, uint64_t deadline);
 void loop_timer_start_in(struct loop *l, struct wheel_timer *t,
 			 uint64_t delay_ms);
 
+/*
+ * The margin loop_timer_start_in() adds to a delay: 1 ms on a truncated
+ * clock, else 0.  Subtract it to report the time left to a nominal deadline.
+ */
+uint64_t loop_timer_slack_ms(const struct loop *l);
+
 /* Lazy deadline extension: see wheel_touch(). */
 void loop_timer_touch(struct loop *l, struct wheel_timer *t, uint64_t deadline);
 

@@ -232,10 +232,15 @@ void loop_timer_start(struct loop *l, struct wheel_timer *t, uint64_t deadline)
 	wheel_start(l->wheel, t, deadline);
 }
 
+uint64_t loop_timer_slack_ms(const struct loop *l)
+{
+	return l->clock.truncated ? 1u : 0u;
+}
+
 void loop_timer_start_in(struct loop *l, struct wheel_timer *t,
 			 uint64_t delay_ms)
 {
-	uint64_t delay = delay_ms + (l->clock.truncated ? 1u : 0u);
+	uint64_t delay = delay_ms + loop_timer_slack_ms(l);
 	uint64_t deadline = l->now + delay;
 	if (deadline < l->now || delay < delay_ms)
 		deadline = UINT64_MAX;

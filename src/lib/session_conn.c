@@ -460,8 +460,12 @@ void sess_get_info(const struct sess *s, struct sess_info *out)
 				wheel_timer_armed(&s->timer),
 	};
 	if (out->has_deadline) {
+		/* Time left to the nominal deadline: leave out the margin
+		 * the loop adds so a truncated clock never fires early. */
 		uint64_t d = wheel_timer_deadline(&s->timer);
-		out->deadline_in_ms = d > now ? d - now : 0;
+		uint64_t left = d > now ? d - now : 0;
+		uint64_t slack = loop_timer_slack_ms(s->loop);
+		out->deadline_in_ms = left > slack ? left - slack : 0;
 	}
 	sess_addr_text((const struct sockaddr *)&s->peer, out->peer,
 		       sizeof(out->peer));

@@ -283,13 +283,19 @@ static void test_truncated_clock_never_fires_early(void **state)
 	struct loop_fake *f = loop_fake_new(1000);
 	assert_non_null(f);
 	struct loop_config cfg = loop_fake_config(f);
+	struct loop *exact = loop_new(&cfg);
+	assert_non_null(exact);
+	assert_int_equal(loop_timer_slack_ms(exact), 0);
+	loop_free(exact);
 	cfg.clock.truncated = true;
 	struct loop *l = loop_new(&cfg);
 	assert_non_null(l);
 	struct conn c;
 	conn_init(&c, 1, -1);
 
+	assert_int_equal(loop_timer_slack_ms(l), 1);
 	loop_timer_start_in(l, &c.timer, 100);
+	assert_int_equal(wheel_timer_deadline(&c.timer), 1101);
 	loop_fake_advance(f, 100); /* reading 1100: true time may be 1100.0 */
 	assert_int_equal(loop_run_once(l), 0);
 	assert_int_equal(c.calls, 0);
