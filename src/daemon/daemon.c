@@ -48,7 +48,12 @@ const struct berth_config *daemon_config(const struct daemon *d)
 	return &d->gen.cfg;
 }
 
-/* A datagram on a pool socket: offer it to the services until one claims it. */
+/*
+ * A datagram on a pool socket: offer it to the services until one claims it.
+ * A service may close or re-open this pool socket while it handles a reply
+ * (a rotation or release completing), so the watch is checked and its fd and
+ * port re-read before each read; the watch itself never moves or goes away.
+ */
 static void on_pool_readable(struct loop *loop, struct loop_watch *w,
 			     unsigned events)
 {
@@ -57,10 +62,12 @@ static void on_pool_readable(struct loop *loop, struct loop_watch *w,
 	static uint8_t buf[65536];
 	(void)loop, (void)events;
 
-	for (int i = 0; i < POOL_READ_BATCH; i++) {
+	for (int i = 0; i < POOL_READ_BATCH && loop_watch_active(&pw->w); i++) {
+		int fd = pw->fd;
+		uint16_t port = pw->port;
 		struct sockaddr_storage from;
 		socklen_t fromlen = sizeof(from);
-		ssize_t n = recvfrom(pw->fd, buf, sizeof(buf), 0,
+		ssize_t n = recvfrom(fd, buf, sizeof(buf), 0,
 				     (struct sockaddr *)&from, &fromlen);
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -71,7 +78,7 @@ static void on_pool_readable(struct loop *loop, struct loop_watch *w,
 		for (size_t s = 0; s < d->gen.nsvcs && !claimed; s++) {
 			struct daemon_service *svc = &d->gen.svcs[s];
 			if (svc->state)
-				claimed = svc->ops->on_pool_reply(svc->state, pw->fd, pw->port,
+				claimed = svc->ops->on_pool_reply(svc->state, fd, port,
 								  (struct sockaddr *)&from,
 								  fromlen, buf, (size_t)n);
 		}
@@ -80,36 +87,47 @@ static void on_pool_readable(struct loop *loop, struct loop_watch *w,
 	}
 }
 
+/* The watch slot for fd, allocated on first use; NULL when out of memory. */
+static struct daemon_pool_watch *pool_watch_slot(struct daemon *d, int fd)
+{
+	if ((size_t)fd >= d->npw) {
+		size_t n = (size_t)fd * 2 + 64;
+		struct daemon_pool_watch **grown = realloc(d->pw, n * sizeof(*grown));
+		if (!grown)
+			return NULL;
+		memset(grown + d->npw, 0, (n - d->npw) * sizeof(*grown));
+		d->pw = grown;
+		d->npw = n;
+	}
+	if (!d->pw[fd])
+		d->pw[fd] = calloc(1, sizeof(*d->pw[fd]));
+	return d->pw[fd];
+}
+
 /* The pool opened or is about to close a socket: watch it or forget it. */
 static void on_pool_socket(void *arg, int fd, int family, uint16_t port,
 			   bool open)
 {
 	struct daemon *d = arg;
 	(void)family;
-	if (fd < 0 || (!open && (size_t)fd >= d->npw))
+	if (fd < 0)
 		return;
-	if ((size_t)fd >= d->npw) {
-		size_t n = (size_t)fd * 2 + 64;
-		struct daemon_pool_watch *grown = realloc(d->pw, n * sizeof(*grown));
-		if (!grown) {
-			fprintf(stderr, "berthd: out of memory watching pool socket %d\n", fd);
-			return;
-		}
-		memset(grown + d->npw, 0, (n - d->npw) * sizeof(*grown));
-		d->pw = grown;
-		d->npw = n;
+	if (!open) {
+		if ((size_t)fd < d->npw && d->pw[fd])
+			loop_watch_stop(d->loop, &d->pw[fd]->w);
+		return;
 	}
-	struct daemon_pool_watch *pw = &d->pw[fd];
-	if (open) {
-		*pw = (struct daemon_pool_watch){ .d = d, .fd = fd, .port = port };
-		loop_watch_init(&pw->w, fd, on_pool_readable);
-		int rc = loop_watch_set(d->loop, &pw->w, LOOP_READ);
-		if (rc < 0)
-			fprintf(stderr, "berthd: cannot watch pool socket on port %u: %s\n",
-				port, strerror(-rc));
-	} else {
-		loop_watch_stop(d->loop, &pw->w);
+	struct daemon_pool_watch *pw = pool_watch_slot(d, fd);
+	if (!pw) {
+		fprintf(stderr, "berthd: out of memory watching pool socket %d\n", fd);
+		return;
 	}
+	*pw = (struct daemon_pool_watch){ .d = d, .fd = fd, .port = port };
+	loop_watch_init(&pw->w, fd, on_pool_readable);
+	int rc = loop_watch_set(d->loop, &pw->w, LOOP_READ);
+	if (rc < 0)
+		fprintf(stderr, "berthd: cannot watch pool socket on port %u: %s\n",
+			port, strerror(-rc));
 }
 
 /* Tick the pool (rotation, drain timeouts, refills) and re-arm. */
@@ -401,6 +419,8 @@ void daemon_free(struct daemon *d)
 	control_close(d->control);
 	free_gen(&d->gen);
 	loop_free(d->loop);
+	for (size_t i = 0; i < d->npw; i++)
+		free(d->pw[i]);
 	free(d->pw);
 	free(d->path);
 	free(d);

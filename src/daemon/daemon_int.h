@@ -46,7 +46,13 @@ struct daemon {
 	struct loop *loop;
 	struct daemon_gen gen;
 	struct control *control;
-	struct daemon_pool_watch *pw; /* by fd, npw entries */
+	/*
+	 * Watches of pool sockets, by fd, npw entries.  Each is allocated once
+	 * and kept until daemon_free(): the loop holds pointers to them, so
+	 * they must not move when the table grows or go away while a handler
+	 * runs.
+	 */
+	struct daemon_pool_watch **pw;
 	size_t npw;
 	struct wheel_timer pool_timer;
 	uint64_t started_ms;

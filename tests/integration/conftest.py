@@ -150,7 +150,8 @@ def berthd(build_dir, tmp_path):
     berthd's stderr, if berthd exits first or the timeout passes.
 
     At teardown every daemon still running gets SIGTERM and must exit 0
-    within 5 seconds (else SIGKILL and the test fails).  A test that expects
+    within 5 seconds (else SIGKILL and the test fails), and any daemon whose
+    stderr holds a sanitizer report fails the test.  A test that expects
     another ending calls ``daemon.stop()`` itself and checks the result.
     """
     daemons = []
@@ -187,6 +188,14 @@ def berthd(build_dir, tmp_path):
 
     problems = []
     for daemon in daemons:
+        # A sanitizer build reports memory and UB errors on stderr, however
+        # the daemon ended: never let one pass unseen.
+        report = daemon.stderr()
+        if "Sanitizer" in report or "runtime error:" in report:
+            problems.append(f"berthd pid {daemon.pid} reported a sanitizer "
+                            f"error; its stderr:\n{report}")
+            daemon.stop()
+            continue
         if daemon.stopped:
             continue
         status, killed = daemon.stop()

@@ -281,3 +281,29 @@ def test_udp_client_gets_tc_relayed_by_dig(berthd, berthctl, tmp_path, unbound):
     assert counters["forwarded"] == 1
     assert counters["upstream_tcp_queries"] == 0
     assert counters["upstream_tcp_opened"] == 0
+
+
+def test_answers_through_a_large_pool(berthd, berthctl, tmp_path, unbound):
+    """A pool of 400 sockets (its fds spread well past the first watch table
+    berthd allocates) answers every query; each reply arrives on whichever
+    pool socket the query left from.  Under the ASan build this also proves
+    the daemon never reads a pool watch it moved or freed."""
+    port = free_port("both")
+    text = config(tmp_path, port, [f"127.0.0.1:{unbound.port}"]).replace(
+        "size = 64", "size = 400")
+    daemon = berthd(text, lambda d: port_held(port, "udp"))
+    names = ["host.test.", "mail.test."]
+    want = {"host.test.": ["192.0.2.10"], "mail.test.": ["192.0.2.25"]}
+    for i in range(200):
+        name = names[i % 2]
+        reply = ask(port, name)
+        assert [r.to_text() for rr in reply.answer for r in rr] == want[name]
+    counters = status(berthctl, daemon)
+    assert counters["forwarded"] == 200
+    assert counters["upstream_answers"] == 200
+    out = berthctl("-c", daemon.config, "pool")
+    assert out.returncode == 0, out.stderr
+    fields = {k.strip(): v.split()[0] for k, _, v in
+              (line.partition(":") for line in out.stdout.splitlines()) if v}
+    assert fields["ports held"] == "400", out.stdout
+    assert fields["outstanding"] == "0", out.stdout
