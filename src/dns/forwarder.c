@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/rnd.h"
 #include "dns/forwarder_int.h"
 
 static void on_timeout(struct wheel_timer *t, void *ctx);
@@ -124,7 +125,7 @@ static void plan_order(const struct dns_fwd *f, struct fwd_query *r)
 static int32_t fresh_id(struct dns_fwd *f, const struct pool_handle *h)
 {
 	for (unsigned t = 0; t < FWD_ID_TRIES; t++) {
-		uint16_t id = (uint16_t)arc4random_uniform(65536);
+		uint16_t id = (uint16_t)rnd_uniform(65536);
 		if (!chain_find(f, id, h->port))
 			return id;
 	}

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/rnd.h"
+
 /* Smallest question (root name, QTYPE, QCLASS) and smallest RR. */
 #define MIN_QUESTION_LEN 5u
 #define MIN_RR_LEN 11u
@@ -435,7 +437,7 @@ void dns_set_rcode(uint8_t *buf, unsigned rcode)
 static uint32_t default_random(void *ctx)
 {
 	(void)ctx;
-	return arc4random();
+	return rnd_u32();
 }
 
 int dns_randomize_case(uint8_t *buf, const struct dns_msg *m, dns_random_fn rnd,

@@ -231,7 +231,7 @@ typedef uint32_t (*dns_random_fn)(void *ctx);
 /*
  * Apply random 0x20 case (draft-vixie-dnsext-dns0x20) to the letters of the
  * question name of the parsed message m, in place in buf, which must be the
- * (writable) buffer m was parsed from.  rnd may be NULL for arc4random.
+ * (writable) buffer m was parsed from.  rnd may be NULL for rnd_u32().
  * Remember the result: the answer must echo it octet for octet
  * (dns_question_matches with exact_case).  Returns the number of letters
  * seen (each got a random case), or -EINVAL when m has no question.

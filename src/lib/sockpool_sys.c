@@ -4,6 +4,7 @@
  * tests drive through a fake backend.
  */
 #include "berth/sockpool.h"
+#include "berth/rnd.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -14,7 +15,7 @@
 static uint32_t sys_random_uniform(void *ctx, uint32_t bound)
 {
 	(void)ctx;
-	return arc4random_uniform(bound);
+	return rnd_uniform(bound);
 }
 
 /* Fill *ss with local_addr:port for family; returns its length, or 0. */
