@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "berth/rnd.h"
 #include "dns/forwarder_int.h"
 
 static void on_io(struct loop *l, struct loop_watch *w, unsigned events);
@@ -248,7 +249,7 @@ static void on_io(struct loop *l, struct loop_watch *w, unsigned events)
 static int32_t conn_fresh_id(struct dns_fwd *f, const struct fwd_utcp *c)
 {
 	for (unsigned t = 0; t < FWD_ID_TRIES; t++) {
-		uint16_t id = (uint16_t)arc4random_uniform(65536);
+		uint16_t id = (uint16_t)rnd_uniform(65536);
 		if (!conn_find(f, c, id))
 			return id;
 	}
