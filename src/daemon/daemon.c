@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "berth/loop.h"
@@ -25,8 +26,10 @@ static const struct daemon_service_ops *const service_ops[] = {
 
 /* The pool is ticked at least this often, whatever it says is due next. */
 #define POOL_TICK_MAX_MS 1000u
-/* Datagrams read from one pool socket per readiness event. */
-#define POOL_READ_BATCH 64
+/* Datagrams read from one pool socket per recvmmsg, and recvmmsg calls per
+ * readiness event (the rest waits for the next loop iteration). */
+#define POOL_READ_BATCH 8
+#define POOL_READ_ROUNDS 8
 
 struct loop *daemon_loop(struct daemon *d)
 {
@@ -48,42 +51,62 @@ const struct berth_config *daemon_config(const struct daemon *d)
 	return &d->gen.cfg;
 }
 
+/* Offer one datagram that arrived on pool socket fd/port to the services. */
+static void pool_dispatch(struct daemon *d, int fd, uint16_t port,
+			  const struct sockaddr_storage *from, socklen_t fromlen,
+			  const uint8_t *buf, size_t len)
+{
+	for (size_t s = 0; s < d->gen.nsvcs; s++) {
+		struct daemon_service *svc = &d->gen.svcs[s];
+		if (svc->state &&
+		    svc->ops->on_pool_reply(svc->state, fd, port,
+					    (const struct sockaddr *)from,
+					    fromlen, buf, len))
+			return;
+	}
+	d->stats.pool_unclaimed++;
+}
+
 /*
- * A datagram on a pool socket: offer it to the services until one claims it.
- * A service may close or re-open this pool socket while it handles a reply
- * (a rotation or release completing), so the watch is checked and its fd and
- * port re-read before each read; the watch itself never moves or goes away.
+ * Datagrams on a pool socket: read them a batch at a time with recvmmsg (a
+ * short batch means the socket is drained, so no extra read just to see
+ * EAGAIN) and offer each to the services until one claims it.  A service may
+ * close or re-open this pool socket while it handles a reply (a rotation or
+ * release completing): each datagram goes out with the fd and port it was
+ * read from, and the watch is checked before the next read; the watch itself
+ * never moves or goes away.
  */
 static void on_pool_readable(struct loop *loop, struct loop_watch *w,
 			     unsigned events)
 {
 	struct daemon_pool_watch *pw = wheel_container_of(w, struct daemon_pool_watch, w);
 	struct daemon *d = pw->d;
-	static uint8_t buf[65536];
+	static uint8_t buf[POOL_READ_BATCH][65536];
+	struct sockaddr_storage from[POOL_READ_BATCH];
+	struct iovec iov[POOL_READ_BATCH];
+	struct mmsghdr mm[POOL_READ_BATCH];
 	(void)loop, (void)events;
 
-	for (int i = 0; i < POOL_READ_BATCH && loop_watch_active(&pw->w); i++) {
+	for (int round = 0; round < POOL_READ_ROUNDS && loop_watch_active(&pw->w); round++) {
 		int fd = pw->fd;
 		uint16_t port = pw->port;
-		struct sockaddr_storage from;
-		socklen_t fromlen = sizeof(from);
-		ssize_t n = recvfrom(fd, buf, sizeof(buf), 0,
-				     (struct sockaddr *)&from, &fromlen);
+		for (int i = 0; i < POOL_READ_BATCH; i++) {
+			iov[i] = (struct iovec){ .iov_base = buf[i], .iov_len = sizeof(buf[i]) };
+			mm[i] = (struct mmsghdr){ .msg_hdr = {
+				.msg_name = &from[i], .msg_namelen = sizeof(from[i]),
+				.msg_iov = &iov[i], .msg_iovlen = 1 } };
+		}
+		int n = recvmmsg(fd, mm, POOL_READ_BATCH, MSG_DONTWAIT, NULL);
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 				d->stats.pool_read_errors++;
 			return;
 		}
-		bool claimed = false;
-		for (size_t s = 0; s < d->gen.nsvcs && !claimed; s++) {
-			struct daemon_service *svc = &d->gen.svcs[s];
-			if (svc->state)
-				claimed = svc->ops->on_pool_reply(svc->state, fd, port,
-								  (struct sockaddr *)&from,
-								  fromlen, buf, (size_t)n);
-		}
-		if (!claimed)
-			d->stats.pool_unclaimed++;
+		for (int i = 0; i < n; i++)
+			pool_dispatch(d, fd, port, &from[i], mm[i].msg_hdr.msg_namelen,
+				      buf[i], mm[i].msg_len);
+		if (n < POOL_READ_BATCH)
+			return;
 	}
 }
 
