@@ -208,6 +208,28 @@ void loop_defer_close(struct loop *l, struct loop_close *c,
 bool loop_close_pending(const struct loop_close *c);
 
 /*
+ * Flush hooks: cb(l, arg) runs at the end of every loop_run_once(), after
+ * all of the iteration's I/O and timer callbacks, so output that several
+ * callbacks queued (say, DNS answers to many clients on one socket) leaves
+ * in one system call.  Hooks run in registration order and must not add or
+ * remove hooks.  At most LOOP_MAX_FLUSH; loop_add_flush() returns 0 or
+ * -ENOSPC.  loop_remove_flush() removes the hook registered with exactly cb
+ * and arg (a no-op when there is none); an owner removes its hook before it
+ * frees arg.
+ */
+#define LOOP_MAX_FLUSH 16u
+typedef void loop_flush_cb(struct loop *loop, void *arg);
+int loop_add_flush(struct loop *l, loop_flush_cb *cb, void *arg);
+void loop_remove_flush(struct loop *l, loop_flush_cb *cb, void *arg);
+
+/*
+ * Run every flush hook now, then any close hooks they requested.
+ * loop_run_once() calls it last; code that queues output outside an
+ * iteration (tests, start-up) may call it itself.
+ */
+void loop_flush(struct loop *l);
+
+/*
  * Deliver signal signo through the loop: it is blocked for normal delivery
  * and read from a signalfd, and cb(l, signo, arg) runs as an ordinary loop
  * callback.  cb NULL removes the handler (the signal stays blocked until

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,11 @@ struct fd_slot {
 
 struct sig_handler {
 	loop_signal_cb *cb;
+	void *arg;
+};
+
+struct flush_hook {
+	loop_flush_cb *cb;
 	void *arg;
 };
 
@@ -38,6 +44,9 @@ struct loop {
 
 	struct loop_close *close_head;
 	struct loop_close **close_tail;
+
+	struct flush_hook flush[LOOP_MAX_FLUSH];
+	unsigned nflush;
 
 	int sigfd;
 	struct loop_watch sigwatch;
@@ -212,7 +221,35 @@ int loop_run_once(struct loop *l)
 		calls++;
 		run_closes(l);
 	}
+	loop_flush(l);
 	return calls;
+}
+
+void loop_flush(struct loop *l)
+{
+	for (unsigned i = 0; i < l->nflush; i++)
+		l->flush[i].cb(l, l->flush[i].arg);
+	run_closes(l);
+}
+
+int loop_add_flush(struct loop *l, loop_flush_cb *cb, void *arg)
+{
+	if (l->nflush == LOOP_MAX_FLUSH)
+		return -ENOSPC;
+	l->flush[l->nflush++] = (struct flush_hook){ .cb = cb, .arg = arg };
+	return 0;
+}
+
+void loop_remove_flush(struct loop *l, loop_flush_cb *cb, void *arg)
+{
+	for (unsigned i = 0; i < l->nflush; i++) {
+		if (l->flush[i].cb == cb && l->flush[i].arg == arg) {
+			memmove(&l->flush[i], &l->flush[i + 1],
+				(l->nflush - i - 1) * sizeof(l->flush[0]));
+			l->nflush--;
+			return;
+		}
+	}
 }
 
 int loop_run(struct loop *l)

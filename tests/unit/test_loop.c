@@ -544,6 +544,78 @@ static void test_epoll_smoke(void **state)
 	assert_false(sigismember(&now, SIGUSR1));
 }
 
+/* Flush hooks: the shared order log gets 100 + the hook's number. */
+struct flush_probe {
+	int id;
+	int *log;
+	size_t *nlog;
+};
+
+static void on_flush(struct loop *l, void *arg)
+{
+	(void)l;
+	struct flush_probe *p = arg;
+	p->log[(*p->nlog)++] = 100 + p->id;
+}
+
+/*
+ * Flush hooks run once at the end of each iteration, after every I/O and
+ * timer callback of it, in registration order; a removed hook no longer
+ * runs; the table has a bound.
+ */
+static void test_flush_hooks_end_each_iteration(void **state)
+{
+	(void)state;
+	struct loop_fake *f;
+	struct loop *l = fake_loop(&f, 1000, 0);
+	int log[64];
+	size_t nlog = 0;
+	struct conn a, t;
+	conn_init(&a, 1, 5);
+	a.log = log;
+	a.nlog = &nlog;
+	conn_init(&t, 2, -1);
+	t.log = log;
+	t.nlog = &nlog;
+	struct flush_probe p1 = { 1, log, &nlog }, p2 = { 2, log, &nlog };
+	assert_int_equal(loop_add_flush(l, on_flush, &p1), 0);
+	assert_int_equal(loop_add_flush(l, on_flush, &p2), 0);
+
+	assert_int_equal(loop_watch_set(l, &a.watch, LOOP_READ), 0);
+	assert_int_equal(loop_fake_inject(f, 5, LOOP_READ), 0);
+	loop_timer_start(l, &t.timer, 1000);
+	assert_int_equal(loop_run_once(l), 2);
+	const int want[] = { 1, 2, 101, 102 };
+	assert_int_equal(nlog, 4);
+	assert_memory_equal(log, want, sizeof(want));
+
+	/* An idle iteration still flushes; a removed hook is gone. */
+	loop_remove_flush(l, on_flush, &p1);
+	loop_remove_flush(l, on_flush, &p1); /* absent: no-op */
+	nlog = 0;
+	loop_fake_advance(f, 1);
+	assert_int_equal(loop_run_once(l), 0);
+	assert_int_equal(nlog, 1);
+	assert_int_equal(log[0], 102);
+
+	/* loop_flush() runs them on demand, outside an iteration. */
+	nlog = 0;
+	loop_flush(l);
+	assert_int_equal(nlog, 1);
+
+	loop_remove_flush(l, on_flush, &p2);
+	struct flush_probe many[LOOP_MAX_FLUSH + 1];
+	for (unsigned i = 0; i < LOOP_MAX_FLUSH; i++) {
+		many[i] = (struct flush_probe){ (int)i, log, &nlog };
+		assert_int_equal(loop_add_flush(l, on_flush, &many[i]), 0);
+	}
+	assert_int_equal(loop_add_flush(l, on_flush, &many[LOOP_MAX_FLUSH]),
+			 -ENOSPC);
+	loop_watch_stop(l, &a.watch);
+	loop_free(l);
+	loop_fake_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -556,6 +628,7 @@ int main(void)
 		cmocka_unit_test(test_sleeping_loop_wakes_exactly),
 		cmocka_unit_test(test_bounded_timers_per_iteration),
 		cmocka_unit_test(test_deferred_close),
+		cmocka_unit_test(test_flush_hooks_end_each_iteration),
 		cmocka_unit_test(test_run_until_stop),
 		cmocka_unit_test(test_epoll_smoke),
 	};
