@@ -425,6 +425,10 @@ struct dns_fwd *dns_fwd_new(struct loop *l, struct pool *p,
 		goto fail;
 	for (uint32_t i = 0; i < 65536; i++)
 		f->id_head[i] = FWD_NIL;
+	if (loop_add_flush(l, fwd_udp_flush, f) < 0) {
+		why = "too many services on one loop";
+		goto fail;
+	}
 	fwd_utcp_init(f);
 	return f;
 fail:
@@ -445,6 +449,9 @@ void dns_fwd_free(struct dns_fwd *f)
 			if (f->q[i].in_use)
 				rec_unhash(f, &f->q[i]);
 	fwd_utcp_close_all(f);
+	/* Answers still queued leave before their listeners close. */
+	fwd_udp_flush(f->loop, f);
+	loop_remove_flush(f->loop, fwd_udp_flush, f);
 	fwd_udp_close_all(f);
 	guard_free(f->guard);
 	free(f->id_head);

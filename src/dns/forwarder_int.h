@@ -18,7 +18,10 @@
 #define FWD_NIL UINT32_MAX
 #define FWD_RX_BATCH 32u     /* datagrams per recvmmsg on a listen socket */
 #define FWD_RX_BUF 4096u     /* longer datagrams are refused as oversize */
+#define FWD_RX_ROUNDS 8u     /* recvmmsg batches per readiness event */
 #define FWD_ID_TRIES 64u     /* random IDs drawn before giving up a socket */
+#define FWD_TX_BATCH 32u     /* UDP answers queued for one sendmmsg */
+#define FWD_TX_BUF 4096u     /* longer answers are sent at once, unqueued */
 
 /* Upstream TCP (forwarder_upstream_tcp.c). */
 #define FWD_UTCP_CONNS 2u          /* connections kept per upstream */
@@ -99,6 +102,19 @@ struct fwd_listen {
 	uint16_t port;
 };
 
+/*
+ * UDP answers queued for the end of the loop iteration, sent with one
+ * sendmmsg per run of answers from the same listener.
+ */
+struct fwd_txq {
+	unsigned n;
+	uint8_t idx[FWD_TX_BATCH];          /* listener of each answer */
+	union fwd_sockaddr to[FWD_TX_BATCH];
+	struct iovec iov[FWD_TX_BATCH];
+	struct mmsghdr mm[FWD_TX_BATCH];
+	uint8_t buf[FWD_TX_BATCH][FWD_TX_BUF];
+};
+
 struct dns_fwd {
 	struct loop *loop;
 	struct pool *pool;
@@ -125,11 +141,19 @@ struct dns_fwd {
 	uint8_t tx[DNS_MSG_MAX];    /* one answer being built */
 	uint8_t txtcp[DNS_MSG_MAX + 2]; /* the same, framed for TCP */
 	uint8_t rx[FWD_RX_BATCH][FWD_RX_BUF];
+	struct fwd_txq txq;
 };
 
-/* Send len octets of msg from UDP listener idx to the client to. */
+/*
+ * Send len octets of msg from UDP listener idx to the client to: queued (msg
+ * is copied) and sent by fwd_udp_flush() at the end of the loop iteration,
+ * or at once when the queue is full or msg too long to queue.
+ */
 void fwd_udp_send(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
 		  socklen_t tolen, const uint8_t *msg, size_t len);
+
+/* Send every queued UDP answer; the forwarder's loop flush hook. */
+void fwd_udp_flush(struct loop *loop, void *arg);
 
 /* Send an error response with rcode to the query q (parsed, maybe broken). */
 void fwd_udp_error(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,

@@ -13,16 +13,72 @@
 #include "dns/forwarder_int.h"
 #include "dns/hosts.h"
 
+/* An answer left: count it and its rcode. */
+static void count_answer(struct dns_fwd *f, const uint8_t *msg)
+{
+	f->st.answers++;
+	f->st.rcode[dns_flags_rcode((uint16_t)(msg[2] << 8 | msg[3]))]++;
+}
+
+/* Send queue entries [from, to), all on listener idx, with sendmmsg. */
+static void send_run(struct dns_fwd *f, unsigned idx, unsigned from, unsigned to)
+{
+	struct fwd_txq *t = &f->txq;
+	int fd = f->listen[idx].fd;
+	while (from < to) {
+		int n = sendmmsg(fd, &t->mm[from], to - from, MSG_DONTWAIT);
+		if (n <= 0) {
+			/* The entry at from failed: count it, go on with the rest. */
+			f->st.send_errors++;
+			from++;
+			continue;
+		}
+		for (int i = 0; i < n; i++)
+			count_answer(f, t->buf[from + (unsigned)i]);
+		from += (unsigned)n;
+	}
+}
+
+void fwd_udp_flush(struct loop *loop, void *arg)
+{
+	(void)loop;
+	struct dns_fwd *f = arg;
+	struct fwd_txq *t = &f->txq;
+	unsigned start = 0;
+	for (unsigned i = 1; i <= t->n; i++) {
+		if (i == t->n || t->idx[i] != t->idx[start]) {
+			send_run(f, t->idx[start], start, i);
+			start = i;
+		}
+	}
+	t->n = 0;
+}
+
 void fwd_udp_send(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
 		  socklen_t tolen, const uint8_t *msg, size_t len)
 {
-	if (idx >= f->nlisten ||
-	    sendto(f->listen[idx].fd, msg, len, 0, to, tolen) < 0) {
+	struct fwd_txq *t = &f->txq;
+	if (idx >= f->nlisten || tolen > sizeof(t->to[0])) {
 		f->st.send_errors++;
 		return;
 	}
-	f->st.answers++;
-	f->st.rcode[dns_flags_rcode((uint16_t)(msg[2] << 8 | msg[3]))]++;
+	if (len > FWD_TX_BUF) {
+		if (sendto(f->listen[idx].fd, msg, len, MSG_DONTWAIT, to, tolen) < 0)
+			f->st.send_errors++;
+		else
+			count_answer(f, msg);
+		return;
+	}
+	if (t->n == FWD_TX_BATCH)
+		fwd_udp_flush(f->loop, f);
+	unsigned i = t->n++;
+	t->idx[i] = (uint8_t)idx;
+	memcpy(&t->to[i], to, tolen);
+	memcpy(t->buf[i], msg, len);
+	t->iov[i] = (struct iovec){ .iov_base = t->buf[i], .iov_len = len };
+	t->mm[i] = (struct mmsghdr){ .msg_hdr = {
+		.msg_name = &t->to[i], .msg_namelen = tolen,
+		.msg_iov = &t->iov[i], .msg_iovlen = 1 } };
 }
 
 void fwd_udp_error(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
@@ -82,7 +138,12 @@ void dns_fwd_udp_query(struct dns_fwd *f, int idx, const struct sockaddr *from,
 	fwd_start(f, li, from, fromlen, &q, NULL);
 }
 
-/* Read every datagram waiting on a listen socket, a batch at a time. */
+/*
+ * Read the datagrams waiting on a listen socket, a batch at a time, at most
+ * FWD_RX_ROUNDS batches: under a flood the rest waits for the next
+ * iteration (the watch is level-triggered), so timers and other sockets are
+ * never starved.
+ */
 static void on_listen_readable(struct loop *l, struct loop_watch *w,
 			       unsigned events)
 {
@@ -94,7 +155,7 @@ static void on_listen_readable(struct loop *l, struct loop_watch *w,
 	struct iovec iov[FWD_RX_BATCH];
 	union fwd_sockaddr from[FWD_RX_BATCH];
 
-	for (;;) {
+	for (unsigned round = 0; round < FWD_RX_ROUNDS; round++) {
 		for (unsigned i = 0; i < FWD_RX_BATCH; i++) {
 			iov[i] = (struct iovec){ .iov_base = f->rx[i],
 						 .iov_len = FWD_RX_BUF };

@@ -24,6 +24,7 @@
 #include "berth/loop.h"
 #include "berth/sockpool.h"
 #include "dns/forwarder.h"
+#include "dns/forwarder_int.h" /* FWD_TX_BATCH */
 #include "dns/hosts.h"
 #include "dns/wire.h"
 
@@ -281,9 +282,12 @@ static bool upstream_got(struct env *e, int i, struct sent *s)
 static bool offer_from(struct env *e, const struct sent *s, const struct sockaddr_in *from,
 		       const uint8_t *msg, size_t len)
 {
-	return dns_fwd_on_upstream_reply(e->f, s->sock.fd, s->sock.port,
-					 (const struct sockaddr *)from, sizeof(*from),
-					 msg, len);
+	bool claimed = dns_fwd_on_upstream_reply(e->f, s->sock.fd, s->sock.port,
+						 (const struct sockaddr *)from,
+						 sizeof(*from), msg, len);
+	/* Answers to UDP clients leave at the end of a loop iteration. */
+	loop_flush(e->loop);
+	return claimed;
 }
 
 static bool offer(struct env *e, int i, const struct sent *s, const uint8_t *msg,
@@ -662,6 +666,51 @@ static void test_guarded_source_ports_dropped(void **state)
 	env_free(e);
 }
 
+/*
+ * Answers to UDP clients are queued and leave together at the end of the
+ * loop iteration (one sendmmsg); a full queue leaves at once, so nothing
+ * waits on a busy iteration and nothing is dropped.
+ */
+static void test_answers_batched_until_flush(void **state)
+{
+	(void)state;
+	enum { N = 40 };
+	struct env *e = env_new(&ONE);
+	static struct sent s[N];
+	for (int i = 0; i < N; i++)
+		forward_one(e, (uint16_t)(0x1000 + i), "www.example.test",
+			    DNS_TYPE_A, 0, &s[i]);
+	uint8_t r[600], got[600];
+	for (int i = 0; i < N; i++) {
+		size_t rlen = make_reply(r, s[i].q, s[i].len, 1, 0, 0);
+		assert_true(dns_fwd_on_upstream_reply(e->f, s[i].sock.fd, s[i].sock.port,
+						      (const struct sockaddr *)&e->up_addr[0],
+						      sizeof(e->up_addr[0]), r, rlen));
+	}
+	/* One full queue left when the next answer came; the rest wait. */
+	int before = 0;
+	while (take(e->client, got, sizeof(got), NULL) > 0)
+		before++;
+	assert_int_equal(before, FWD_TX_BATCH);
+	assert_int_equal(stats(e).answers, FWD_TX_BATCH);
+	loop_flush(e->loop);
+	bool seen[N] = { false };
+	int after = 0;
+	ssize_t n;
+	while ((n = take(e->client, got, sizeof(got), NULL)) > 0) {
+		unsigned id = dns_get_id(got);
+		assert_true(id >= 0x1000 + FWD_TX_BATCH && id < 0x1000 + N);
+		seen[id - 0x1000] = true;
+		after++;
+	}
+	assert_int_equal(after, N - FWD_TX_BATCH);
+	for (int i = FWD_TX_BATCH; i < N; i++)
+		assert_true(seen[i]);
+	assert_int_equal(stats(e).answers, N);
+	assert_int_equal(stats(e).send_errors, 0);
+	env_free(e);
+}
+
 static void test_table_full_drops_and_counts(void **state)
 {
 	(void)state;
@@ -784,6 +833,7 @@ int main(void)
 		cmocka_unit_test(test_table_full_drops_and_counts),
 		cmocka_unit_test(test_hosts_answered_locally),
 		cmocka_unit_test(test_large_answer_truncated_for_client),
+		cmocka_unit_test(test_answers_batched_until_flush),
 		cmocka_unit_test(test_tc_answer_relayed_as_is),
 		cmocka_unit_test(test_edns_sizes_kept_honest),
 	};
