@@ -183,6 +183,16 @@ int config_parse_addr(const char *text, uint16_t default_port,
  */
 int config_format_addr(const struct config_addr *addr, char *buf, size_t len);
 
+/* The port of addr in host order; 0 for an unknown family. */
+uint16_t config_addr_port(const struct config_addr *addr);
+
+/*
+ * Add to out the port of every listen address in cfg: each service's and
+ * the metrics listener's.  The socket pool must never take one of them, or a
+ * service could find its own port held by its own daemon.
+ */
+void config_listen_ports(const struct berth_config *cfg, struct portset *out);
+
 /* "dns", "kerberos", "ldap", or "?" for anything else. */
 const char *config_protocol_name(enum config_protocol protocol);
 

@@ -157,6 +157,24 @@ int config_parse_addr(const char *text, uint16_t default_port,
 	return 0;
 }
 
+uint16_t config_addr_port(const struct config_addr *addr)
+{
+	if (addr->sa.ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&addr->sa)->sin_port);
+	if (addr->sa.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&addr->sa)->sin6_port);
+	return 0;
+}
+
+void config_listen_ports(const struct berth_config *cfg, struct portset *out)
+{
+	for (size_t i = 0; i < cfg->nservices; i++)
+		for (size_t j = 0; j < cfg->services[i].nlisten; j++)
+			portset_add(out, config_addr_port(&cfg->services[i].listen[j]));
+	if (cfg->metrics.enabled)
+		portset_add(out, config_addr_port(&cfg->metrics.listen));
+}
+
 int config_format_addr(const struct config_addr *addr, char *buf, size_t len)
 {
 	char host[INET6_ADDRSTRLEN];

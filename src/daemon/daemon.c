@@ -193,7 +193,11 @@ static bool config_uses_ipv6(const struct berth_config *cfg)
 	return false;
 }
 
-/* Build the pool the config asks for, or none without [pool]. */
+/*
+ * Build the pool the config asks for, or none without [pool].  Its draws
+ * leave out the ports local sockets hold (with avoid_in_use) and, always,
+ * the listen ports of the config's own services.
+ */
 static int build_pool(struct daemon *d, struct daemon_gen *g, char *err,
 		      size_t errlen)
 {
@@ -210,6 +214,8 @@ static int build_pool(struct daemon *d, struct daemon_gen *g, char *err,
 			return rc;
 		}
 	}
+	/* The services bind their listen ports after the pool is built. */
+	config_listen_ports(&g->cfg, &in_use);
 	const struct pool_config pc = {
 		.size = g->cfg.pool.size,
 		.mode = g->cfg.pool.mode == CONFIG_POOL_PER_QUERY ? POOL_MODE_PER_QUERY

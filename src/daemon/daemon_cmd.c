@@ -66,7 +66,7 @@ static int cmd_pool(struct daemon *d, FILE *out, char *err, size_t errlen)
 		fputs("rotate:        never\n", out);
 	fprintf(out, "range:         %u-%u\n", plan->dynamic_lo, plan->dynamic_hi);
 	fprintf(out, "allowed ports: %u\n", st.allowed);
-	fprintf(out, "excluded:      %u (in use at start, failed binds, released)\n",
+	fprintf(out, "excluded:      %u (in use at start, listen ports, failed binds, released)\n",
 		st.excluded);
 	fprintf(out, "ports held:    %u\n", st.bound);
 	fprintf(out, "outstanding:   %u\n", st.outstanding);

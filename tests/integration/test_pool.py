@@ -203,3 +203,51 @@ socket = {sock}
     assert len(seen) > 100, "rotation did not move sockets to fresh ports"
     assert not seen & sbs
     assert all(1024 <= p <= 5000 for p in seen)
+
+
+def free_block(size, start=20000, stop=30000):
+    """The first block of size ports in [start, stop) that nothing holds,
+    over UDP or TCP, on any address."""
+    from conftest import port_held
+    for lo in range(start, stop, size):
+        if not any(port_held(p, kind, "0.0.0.0")
+                   for p in range(lo, lo + size) for kind in ("udp", "tcp")):
+            return lo
+    pytest.fail(f"no free block of {size} ports in {start}-{stop}")
+
+
+def test_pool_leaves_the_services_listen_port(berthd, berthctl, tmp_path):
+    """A pool of 99 in a range of 100 that holds a DNS service's own listen
+    port: berthd builds the pool first, so without care it would take that
+    port (99 times in 100) and the service could not bind it.  The pool must
+    fit exactly in the other 99 and the service answer on its port."""
+    import dns.message
+    import dns.query
+    lo = free_block(100)
+    listen = lo + 50
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.77 pooltest.example\n")
+    sock = str(tmp_path / "berth.sock")
+    daemon = berthd(f"""
+[ports]
+dynamic_range = {lo}-{lo + 99}
+
+[pool]
+size = 99
+
+[service dns]
+protocol = dns
+listen = 127.0.0.1:{listen}
+hosts = {hosts}
+
+[control]
+socket = {sock}
+""", ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+    summary, sockets = pool_listing(berthctl, sock)
+    assert summary["ports held"] == "99", summary
+    assert listen not in {p for p, _ in sockets}
+    assert {p for p, _ in sockets} == set(range(lo, lo + 100)) - {listen}
+    q = dns.message.make_query("pooltest.example.", "A")
+    reply = dns.query.udp(q, "127.0.0.1", port=listen, timeout=3)
+    assert [r.to_text() for rr in reply.answer for r in rr] == ["192.0.2.77"]
+    assert "not started" not in daemon.stderr()
