@@ -36,6 +36,7 @@ static struct fwd_query *rec_alloc(struct dns_fwd *f)
 	r->utcp = FWD_UTCP_NONE;
 	r->sent = false;
 	r->redone = false;
+	r->backlogged = false;
 	f->st.outstanding++;
 	return r;
 }
@@ -69,7 +70,7 @@ static void chain_insert(struct dns_fwd *f, struct fwd_query *r, uint16_t id)
  * upstream TCP connection. */
 static void rec_unhash(struct dns_fwd *f, struct fwd_query *r)
 {
-	if (r->utcp != FWD_UTCP_NONE) {
+	if (r->utcp != FWD_UTCP_NONE || r->backlogged) {
 		loop_timer_stop(f->loop, &r->timer);
 		fwd_utcp_detach(f, r);
 		return;
@@ -185,7 +186,7 @@ static void send_attempt(struct dns_fwd *f, struct fwd_query *r)
 			dns_randomize_case(r->query, &r->qmsg, NULL, NULL);
 		int rc = r->sess ? fwd_utcp_send(f, r, up)
 				 : send_udp(f, r, &f->up[up]);
-		if (rc < 0)
+		if (rc < 0 && rc != -EAGAIN)
 			continue;
 		loop_timer_start_in(f->loop, &r->timer, f->timeout_ms);
 		if (!r->sent)
@@ -208,6 +209,14 @@ static void on_timeout(struct wheel_timer *t, void *ctx)
 	f->st.timeouts++;
 	f->up[r->order[r->attempt]].failures++;
 	rec_unhash(f, r);
+	r->attempt++;
+	send_attempt(f, r);
+}
+
+void fwd_backlog_failed(struct dns_fwd *f, struct fwd_query *r)
+{
+	loop_timer_stop(f->loop, &r->timer);
+	f->up[r->order[r->attempt]].failures++;
 	r->attempt++;
 	send_attempt(f, r);
 }
@@ -376,6 +385,18 @@ void fwd_accept(struct dns_fwd *f, struct fwd_query *r, struct dns_msg *resp,
 
 /* ---- life cycle and counters --------------------------------------------- */
 
+/*
+ * The loop's flush hook: queries waiting for room on upstream TCP
+ * connections go out, then the UDP answers of the whole iteration.
+ */
+static void on_iteration_end(struct loop *l, void *arg)
+{
+	(void)l;
+	struct dns_fwd *f = arg;
+	fwd_utcp_drain(f);
+	fwd_udp_flush(f);
+}
+
 struct dns_fwd *dns_fwd_new(struct loop *l, struct pool *p,
 			    const struct dns_fwd_config *cfg, char *err,
 			    size_t errlen)
@@ -425,7 +446,7 @@ struct dns_fwd *dns_fwd_new(struct loop *l, struct pool *p,
 		goto fail;
 	for (uint32_t i = 0; i < 65536; i++)
 		f->id_head[i] = FWD_NIL;
-	if (loop_add_flush(l, fwd_udp_flush, f) < 0) {
+	if (loop_add_flush(l, on_iteration_end, f) < 0) {
 		why = "too many services on one loop";
 		goto fail;
 	}
@@ -450,8 +471,8 @@ void dns_fwd_free(struct dns_fwd *f)
 				rec_unhash(f, &f->q[i]);
 	fwd_utcp_close_all(f);
 	/* Answers still queued leave before their listeners close. */
-	fwd_udp_flush(f->loop, f);
-	loop_remove_flush(f->loop, fwd_udp_flush, f);
+	fwd_udp_flush(f);
+	loop_remove_flush(f->loop, on_iteration_end, f);
 	fwd_udp_close_all(f);
 	guard_free(f->guard);
 	free(f->id_head);
@@ -511,6 +532,7 @@ void dns_fwd_status(const struct dns_fwd *f, FILE *out)
 		{ "upstream_tcp_reused", s.upstream_tcp_reused },
 		{ "upstream_tcp_closed", s.upstream_tcp_closed },
 		{ "upstream_tcp_lost", s.upstream_tcp_lost },
+		{ "upstream_tcp_backlogged", s.upstream_tcp_backlogged },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		fprintf(out, "  %s: %llu\n", rows[i].key,

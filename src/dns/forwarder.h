@@ -116,6 +116,8 @@ struct dns_fwd_stats {
 	uint64_t upstream_tcp_closed;  /* upstream TCP connections closed */
 	uint64_t upstream_tcp_lost;    /* closed by EOF/error with queries in
 					  flight (those are retried) */
+	uint64_t upstream_tcp_backlogged; /* queries that waited for a slot
+					     on a full upstream connection */
 	uint32_t outstanding;      /* queries in flight now */
 };
 

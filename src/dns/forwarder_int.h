@@ -58,6 +58,8 @@ struct fwd_query {
 	uint8_t utcp;               /* upstream TCP connection, or FWD_UTCP_NONE */
 	uint8_t uslot;              /* its slot on that connection */
 	bool sent;                  /* an attempt has left (forwarded counted) */
+	bool backlogged;            /* waiting for room on an upstream's TCP */
+	uint32_t wprev, wnext;      /* its place in that upstream's backlog */
 	bool redone;                /* retried once after its connection died */
 	uint16_t client_id;         /* the ID the client chose */
 	uint16_t client_limit;      /* largest UDP answer the client takes */
@@ -73,6 +75,9 @@ struct fwd_upstream {
 	union fwd_sockaddr addr;
 	socklen_t len;
 	unsigned failures;          /* consecutive timeouts */
+	/* Queries for TCP while every connection to it is full, oldest first;
+	 * they leave as slots free (fwd_utcp_drain), their timer running. */
+	uint32_t wait_head, wait_tail;
 };
 
 /*
@@ -152,8 +157,8 @@ struct dns_fwd {
 void fwd_udp_send(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
 		  socklen_t tolen, const uint8_t *msg, size_t len);
 
-/* Send every queued UDP answer; the forwarder's loop flush hook. */
-void fwd_udp_flush(struct loop *loop, void *arg);
+/* Send every queued UDP answer. */
+void fwd_udp_flush(struct dns_fwd *f);
 
 /* Send an error response with rcode to the query q (parsed, maybe broken). */
 void fwd_udp_error(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
@@ -203,13 +208,26 @@ void fwd_utcp_init(struct dns_fwd *f);
 /*
  * Send r (its query[] ready but for the ID) to upstream up over TCP: on a
  * connection with room, opening one when none has any, with a random ID no
- * other query on that connection uses.  Returns 0, or -errno when no
- * connection can take it (r is then on none).
+ * other query on that connection uses.  Returns 0; -EAGAIN when every
+ * connection is open and full (r then joins the upstream's backlog and
+ * leaves when a slot frees: a busy upstream is not a failed one); or
+ * another -errno when no connection can be had (r is then on none).
  */
 int fwd_utcp_send(struct dns_fwd *f, struct fwd_query *r, unsigned up);
 
-/* Take r off its connection (no-op when on none). */
+/* Take r off its connection or out of the backlog (no-op when on neither). */
 void fwd_utcp_detach(struct dns_fwd *f, struct fwd_query *r);
+
+/*
+ * Send what the upstream backlogs hold while their connections have room
+ * (run at the end of each loop iteration).  A query that can no longer be
+ * sent to its upstream moves on through fwd_backlog_failed().
+ */
+void fwd_utcp_drain(struct dns_fwd *f);
+
+/* A backlogged query's upstream cannot take it after all: next upstream
+ * (forwarder.c). */
+void fwd_backlog_failed(struct dns_fwd *f, struct fwd_query *r);
 
 /* Close every upstream connection and free its buffers, retrying nothing. */
 void fwd_utcp_close_all(struct dns_fwd *f);

@@ -39,10 +39,8 @@ static void send_run(struct dns_fwd *f, unsigned idx, unsigned from, unsigned to
 	}
 }
 
-void fwd_udp_flush(struct loop *loop, void *arg)
+void fwd_udp_flush(struct dns_fwd *f)
 {
-	(void)loop;
-	struct dns_fwd *f = arg;
 	struct fwd_txq *t = &f->txq;
 	unsigned start = 0;
 	for (unsigned i = 1; i <= t->n; i++) {
@@ -70,7 +68,7 @@ void fwd_udp_send(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
 		return;
 	}
 	if (t->n == FWD_TX_BATCH)
-		fwd_udp_flush(f->loop, f);
+		fwd_udp_flush(f);
 	unsigned i = t->n++;
 	t->idx[i] = (uint8_t)idx;
 	memcpy(&t->to[i], to, tolen);

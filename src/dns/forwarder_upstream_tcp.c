@@ -34,6 +34,39 @@ void fwd_utcp_init(struct dns_fwd *f)
 		for (size_t k = 0; k < FWD_UTCP_MAX_INFLIGHT; k++)
 			c->slot[k] = FWD_NIL;
 	}
+	for (size_t i = 0; i < DNS_FWD_MAX_UPSTREAMS; i++)
+		f->up[i].wait_head = f->up[i].wait_tail = FWD_NIL;
+}
+
+/* Append r to the backlog of upstream up. */
+static void backlog_push(struct dns_fwd *f, struct fwd_query *r, unsigned up)
+{
+	struct fwd_upstream *u = &f->up[up];
+	uint32_t self = (uint32_t)(r - f->q);
+	r->wprev = u->wait_tail;
+	r->wnext = FWD_NIL;
+	if (u->wait_tail != FWD_NIL)
+		f->q[u->wait_tail].wnext = self;
+	else
+		u->wait_head = self;
+	u->wait_tail = self;
+	r->backlogged = true;
+}
+
+/* Take r out of the backlog of the upstream it is waiting for. */
+static void backlog_unlink(struct dns_fwd *f, struct fwd_query *r)
+{
+	struct fwd_upstream *u = &f->up[r->order[r->attempt]];
+	if (r->wprev != FWD_NIL)
+		f->q[r->wprev].wnext = r->wnext;
+	else
+		u->wait_head = r->wnext;
+	if (r->wnext != FWD_NIL)
+		f->q[r->wnext].wprev = r->wprev;
+	else
+		u->wait_tail = r->wprev;
+	r->wprev = r->wnext = FWD_NIL;
+	r->backlogged = false;
 }
 
 /* Close c's socket; its queries must already be off it. */
@@ -262,19 +295,37 @@ static bool conn_has_room(const struct fwd_utcp *c, size_t need)
 	       c->wlen + need <= FWD_UTCP_WBUF;
 }
 
-int fwd_utcp_send(struct dns_fwd *f, struct fwd_query *r, unsigned up)
+/*
+ * A connection to upstream up with room for need more octets, opening one
+ * when none has room: 0 with *out set; -EAGAIN when every connection is
+ * open and full; -EBUSY when a closed one could not be opened.
+ */
+static int pick_conn(struct dns_fwd *f, unsigned up, size_t need,
+		     struct fwd_utcp **out)
 {
 	struct fwd_utcp *set = &f->utcp[up * FWD_UTCP_CONNS];
-	struct fwd_utcp *c = NULL;
+	for (unsigned k = 0; k < FWD_UTCP_CONNS; k++)
+		if (conn_has_room(&set[k], need)) {
+			*out = &set[k];
+			return 0;
+		}
+	int rc = -EAGAIN;
+	for (unsigned k = 0; k < FWD_UTCP_CONNS; k++) {
+		if (set[k].fd >= 0)
+			continue;
+		if (conn_open(f, &set[k]) == 0) {
+			*out = &set[k];
+			return 0;
+		}
+		rc = -EBUSY;
+	}
+	return rc;
+}
+
+/* Put r on connection c (which has room) with a fresh ID and write it. */
+static int send_on(struct dns_fwd *f, struct fwd_query *r, struct fwd_utcp *c)
+{
 	size_t need = (size_t)r->qlen + 2;
-	for (unsigned k = 0; k < FWD_UTCP_CONNS && !c; k++)
-		if (conn_has_room(&set[k], need))
-			c = &set[k];
-	for (unsigned k = 0; k < FWD_UTCP_CONNS && !c; k++)
-		if (set[k].fd < 0 && conn_open(f, &set[k]) == 0)
-			c = &set[k];
-	if (!c)
-		return -EBUSY;
 	int32_t id = conn_fresh_id(f, c);
 	if (id < 0) {
 		/* A connection just opened for r must not stay open forever. */
@@ -308,8 +359,21 @@ int fwd_utcp_send(struct dns_fwd *f, struct fwd_query *r, unsigned up)
 	return 0;
 }
 
+int fwd_utcp_send(struct dns_fwd *f, struct fwd_query *r, unsigned up)
+{
+	struct fwd_utcp *c;
+	int rc = pick_conn(f, up, (size_t)r->qlen + 2, &c);
+	if (rc == -EAGAIN) {
+		backlog_push(f, r, up);
+		f->st.upstream_tcp_backlogged++;
+	}
+	return rc < 0 ? rc : send_on(f, r, c);
+}
+
 void fwd_utcp_detach(struct dns_fwd *f, struct fwd_query *r)
 {
+	if (r->backlogged)
+		backlog_unlink(f, r);
 	if (r->utcp == FWD_UTCP_NONE)
 		return;
 	struct fwd_utcp *c = &f->utcp[r->utcp];
@@ -318,6 +382,24 @@ void fwd_utcp_detach(struct dns_fwd *f, struct fwd_query *r)
 	r->utcp = FWD_UTCP_NONE;
 	if (c->nflight == 0 && c->fd >= 0)
 		loop_timer_start_in(f->loop, &c->idle, FWD_UTCP_IDLE_MS);
+}
+
+void fwd_utcp_drain(struct dns_fwd *f)
+{
+	for (unsigned up = 0; up < f->nup; up++) {
+		while (f->up[up].wait_head != FWD_NIL) {
+			struct fwd_query *r = &f->q[f->up[up].wait_head];
+			struct fwd_utcp *c;
+			int rc = pick_conn(f, up, (size_t)r->qlen + 2, &c);
+			if (rc == -EAGAIN)
+				break;
+			backlog_unlink(f, r);
+			if (rc == 0)
+				rc = send_on(f, r, c);
+			if (rc < 0)
+				fwd_backlog_failed(f, r);
+		}
+	}
 }
 
 void fwd_utcp_close_all(struct dns_fwd *f)

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -247,8 +248,13 @@ static int up_accept(struct env *e, int i, int pumps)
 {
 	for (int k = 0; k < pumps; k++) {
 		int fd = accept4(e->lis[i], NULL, NULL, SOCK_NONBLOCK);
-		if (fd >= 0)
+		if (fd >= 0) {
+			/* Like a real server: answers leave at once, not held
+			 * by Nagle for an ACK the fake clock never waits for. */
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			return fd;
+		}
 		assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
 		pump(e);
 	}
@@ -604,6 +610,126 @@ static void test_idle_connection_closed(void **state)
 	env_free(e);
 }
 
+#define MANY 140          /* pipelined queries: more than the two
+			     connections' 2 x 64 slots */
+#define SLOTS 128
+
+/* Ask MANY pipelined queries; return the two upstream connections with the
+ * SLOTS queries they got, in up[] and (per connection) q/qlen/nq. */
+struct saturated {
+	int up[2];
+	uint8_t q[2][64][300];
+	ssize_t qlen[2][64];
+	int nq[2];
+};
+
+static void saturate(struct env *e, struct saturated *s)
+{
+	char name[64];
+	for (int i = 0; i < MANY; i++) {
+		snprintf(name, sizeof(name), "q%d.example.test", i);
+		client_ask(e, (uint16_t)(0x100 + i), name);
+	}
+	for (int c = 0; c < 2; c++) {
+		s->up[c] = up_accept(e, 0, PUMPS);
+		assert_true(s->up[c] >= 0);
+		s->nq[c] = 0;
+		while (s->nq[c] < 64) {
+			ssize_t n = recv_frame(e, s->up[c], s->q[c][s->nq[c]], 300);
+			assert_true(n > 0);
+			s->qlen[c][s->nq[c]++] = n;
+		}
+	}
+	assert_int_equal(up_accept(e, 0, 10), -1);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.upstream_tcp_queries, SLOTS);
+	assert_int_equal(st.upstream_tcp_backlogged, MANY - SLOTS);
+	assert_int_equal(st.servfails, 0);
+	assert_int_equal(st.outstanding, MANY);
+}
+
+/*
+ * More pipelined queries than the upstream connections have slots: the
+ * rest wait (a busy upstream is not a failed one) and go out on the slots
+ * answers free, oldest first; every client query gets its real answer.
+ */
+static void test_full_connections_queue_not_servfail(void **state)
+{
+	(void)state;
+	struct env *e = env_new(1);
+	static struct saturated s;
+	saturate(e, &s);
+	uint8_t r[600], got[600], q[300];
+	struct dns_msg m;
+	/* Answer the first connection's queries; the 12 waiting take its
+	 * freed slots. */
+	for (int i = 0; i < 64; i++) {
+		size_t rlen = make_reply(r, s.q[0][i], (size_t)s.qlen[0][i], 1);
+		send_frame(s.up[0], r, rlen);
+	}
+	bool seen[MANY] = { false };
+	for (int i = 0; i < 64; i++) {
+		client_answer(e, got, sizeof(got), &m);
+		assert_int_equal(dns_flags_rcode(m.hdr.flags), DNS_RCODE_NOERROR);
+		seen[m.hdr.id - 0x100] = true;
+	}
+	for (int i = 0; i < MANY - SLOTS; i++) {
+		ssize_t n = recv_frame(e, s.up[0], q, sizeof(q));
+		assert_true(n > 0);
+		size_t rlen = make_reply(r, q, (size_t)n, 1);
+		send_frame(s.up[0], r, rlen);
+	}
+	for (int i = 0; i < 64; i++) {
+		size_t rlen = make_reply(r, s.q[1][i], (size_t)s.qlen[1][i], 1);
+		send_frame(s.up[1], r, rlen);
+	}
+	for (int i = 0; i < MANY - 64; i++) {
+		client_answer(e, got, sizeof(got), &m);
+		assert_int_equal(dns_flags_rcode(m.hdr.flags), DNS_RCODE_NOERROR);
+		seen[m.hdr.id - 0x100] = true;
+	}
+	for (int i = 0; i < MANY; i++)
+		assert_true(seen[i]);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.servfails, 0);
+	assert_int_equal(st.upstream_answers, MANY);
+	assert_int_equal(st.upstream_tcp_queries, MANY);
+	assert_int_equal(st.upstream_tcp_opened, 2);
+	assert_int_equal(st.outstanding, 0);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
+	close(s.up[0]);
+	close(s.up[1]);
+	env_free(e);
+}
+
+/* Waiting counts against the upstream timeout: queries still waiting when it
+ * passes get SERVFAIL (one upstream) like those on the wire. */
+static void test_waiting_queries_time_out(void **state)
+{
+	(void)state;
+	struct env *e = env_new(1);
+	uint64_t t0 = fake_now;
+	static struct saturated s;
+	saturate(e, &s);
+	run_at(e, t0 + TIMEOUT - 1);
+	assert_int_equal(stats(e).timeouts, 0);
+	run_at(e, t0 + TIMEOUT);
+	for (int i = 0; i < MANY; i++) {
+		uint8_t got[600];
+		struct dns_msg m;
+		client_answer(e, got, sizeof(got), &m);
+		assert_int_equal(dns_flags_rcode(m.hdr.flags), DNS_RCODE_SERVFAIL);
+	}
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.timeouts, MANY);
+	assert_int_equal(st.servfails, MANY);
+	assert_int_equal(st.outstanding, 0);
+	assert_int_equal(st.upstream_tcp_queries, SLOTS);
+	close(s.up[0]);
+	close(s.up[1]);
+	env_free(e);
+}
+
 static void test_udp_client_still_goes_over_udp(void **state)
 {
 	(void)state;
@@ -649,6 +775,8 @@ int main(void)
 		cmocka_unit_test(test_big_answer_reaches_client_whole),
 		cmocka_unit_test(test_idle_connection_closed),
 		cmocka_unit_test(test_udp_client_still_goes_over_udp),
+		cmocka_unit_test(test_full_connections_queue_not_servfail),
+		cmocka_unit_test(test_waiting_queries_time_out),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
