@@ -337,12 +337,13 @@ bool dns_fwd_on_upstream_reply(struct dns_fwd *f, int fd, uint16_t local_port,
 	uint16_t id = dns_get_id(msg);
 	struct fwd_query *r = chain_find(f, id, local_port);
 	if (!known_peer) {
-		/* Someone else answering a query of ours: a spoofing attempt
-		 * (or a misconfigured upstream); otherwise not our datagram. */
-		if (!r)
-			return false;
-		f->st.mismatch_address++;
-		return true;
+		/* Someone else answering a query of ours: a spoofing attempt, a
+		 * misconfigured upstream, or an answer for another service that
+		 * shares the pool socket (a KDC reply can start with the same two
+		 * octets).  Count it, but leave it to the other services. */
+		if (r)
+			f->st.mismatch_address++;
+		return false;
 	}
 	if (!r) {
 		if (f->id_head[id] != FWD_NIL)

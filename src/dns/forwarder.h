@@ -94,7 +94,9 @@ struct dns_fwd_stats {
 	uint64_t forwarded;        /* queries sent upstream (first tries) */
 	uint64_t upstream_answers; /* replies accepted from upstreams */
 	uint64_t truncated;        /* answers cut to header+question, TC=1 */
-	uint64_t mismatch_address; /* replies from a wrong address or port */
+	uint64_t mismatch_address; /* replies from a wrong address or port
+				      (from a non-upstream: left unclaimed
+				      for the pool's other services) */
 	uint64_t mismatch_socket;  /* right ID, but on another pool socket */
 	uint64_t mismatch_id;      /* no outstanding query with that ID */
 	uint64_t mismatch_question;/* right ID, wrong name/type/class/case */
@@ -105,7 +107,8 @@ struct dns_fwd_stats {
 	uint64_t timeouts;         /* upstream attempts that timed out */
 	uint64_t retries;          /* attempts after the first */
 	uint64_t servfails;        /* queries every upstream failed */
-	uint64_t table_full;       /* queries dropped: table full */
+	uint64_t table_full;       /* queries answered SERVFAIL at once:
+				      the outstanding table was full */
 	uint64_t pool_empty;       /* attempts with no pool socket */
 	uint64_t send_errors;      /* sendto failures (either direction) */
 	uint64_t refused;          /* queries over DNS_FWD_QUERY_MAX */

@@ -77,8 +77,11 @@ static void on_request(struct sess *s, const uint8_t *msg, size_t len, void *arg
 		fwd_tcp_error(f, s, &q, DNS_RCODE_SERVFAIL);
 		return;
 	}
-	if (!fwd_start(f, 0, NULL, 0, &q, s))
-		sess_close(s, SESS_CLOSE_SERVICE); /* table full: never leave it hanging */
+	if (!fwd_start(f, 0, NULL, 0, &q, s)) {
+		/* Table full: an answer now, never silence. */
+		f->st.servfails++;
+		fwd_tcp_error(f, s, &q, DNS_RCODE_SERVFAIL);
+	}
 }
 
 static void on_close(struct sess *s, enum sess_close_reason why, void *arg)

@@ -133,7 +133,11 @@ void dns_fwd_udp_query(struct dns_fwd *f, int idx, const struct sockaddr *from,
 		fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_SERVFAIL);
 		return;
 	}
-	fwd_start(f, li, from, fromlen, &q, NULL);
+	if (!fwd_start(f, li, from, fromlen, &q, NULL)) {
+		/* Table full: an answer now, never silence. */
+		f->st.servfails++;
+		fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_SERVFAIL);
+	}
 }
 
 /*
