@@ -369,6 +369,7 @@ void fe_krb_free(struct fe_krb *k)
 {
 	if (!k)
 		return;
+	k->closing = true;
 	while (k->live) {
 		struct krb_query *q = k->live;
 		if (q->sess)
@@ -382,6 +383,7 @@ void fe_krb_free(struct fe_krb *k)
 		free(q->in);
 		free(q);
 	}
+	krb_udp_free_late(k);
 	free(k);
 }
 

@@ -18,8 +18,13 @@
 #include "berth/wheel.h"
 #include "frontend/kerberos.h"
 
-/* Buckets of the (pool socket -> waiting queries) table, hashed by fd. */
+/*
+ * Buckets of the (pool socket -> waiting queries) table and of the late
+ * table, both hashed by fd.
+ */
 #define KRB_FD_BUCKETS 256u
+
+struct krb_late; /* a reserved (pool socket, upstream) pair, krb_udp.c */
 
 /* One client request, from arrival to its reply (or its dropping). */
 struct krb_query {
@@ -66,6 +71,8 @@ struct fe_krb {
 	struct krb_query *free_q;      /* reusable objects, chained by next */
 	size_t nfree;
 	struct krb_query *fdtab[KRB_FD_BUCKETS];
+	struct krb_late *latetab[KRB_FD_BUCKETS];
+	bool closing;                  /* fe_krb_free: reserve nothing more */
 	struct fe_krb_stats st;
 };
 
@@ -96,14 +103,24 @@ void krb_upstream_failed(struct krb_query *q);
 /* --- krb_udp.c --- */
 
 /*
- * Send q's request to its current upstream from a pool socket that has no
- * query waiting for that upstream.  Returns 0, or a negative errno (-EBUSY
- * when every draw was busy) and q is left without an exchange.
+ * Send q's request to its current upstream from a pool socket that has
+ * neither a query waiting for that upstream nor a reservation for it (see
+ * krb_udp_end).  Returns 0, or a negative errno (-EBUSY when every draw was
+ * busy) and q is left without an exchange.
  */
 int krb_udp_start(struct krb_query *q);
 
-/* End q's UDP exchange: off the waiting table, pool handle returned. */
+/*
+ * End q's UDP exchange without its reply (the upstream timed out, or q is
+ * dropped): q leaves the waiting table and its (pool socket, upstream) pair
+ * is kept reserved for the upstream timeout, holding the pool handle, so a
+ * late reply cannot reach another query.  Without memory for that, or
+ * while k is being freed, the handle goes back to the pool at once.
+ */
 void krb_udp_end(struct krb_query *q);
+
+/* Free every reserved pair of k, returning their pool handles. */
+void krb_udp_free_late(struct fe_krb *k);
 
 /* --- krb_tcp.c --- */
 

@@ -1,7 +1,8 @@
 /*
  * krb_udp: the relay's exchanges with upstream KDCs over the socket pool:
- * the table of queries waiting on pool sockets, sending a request from a
- * socket with no query waiting for the same upstream, and matching the
+ * the table of queries waiting on pool sockets, the late table of (socket,
+ * upstream) pairs whose exchange ended without a reply, sending a request
+ * from a socket with neither for the same upstream, and matching the
  * datagrams that come back by (pool socket, upstream).  See kerberos.h.
  */
 #include <errno.h>
@@ -62,11 +63,86 @@ static void unhash(struct krb_query *q)
 	q->fd_next = NULL;
 }
 
+/* --- the late table --- */
+
+/*
+ * A (pool socket, upstream) pair whose exchange ended without its reply.
+ * The upstream may still answer on that socket; until it does, or until the
+ * upstream timeout has passed once more, no other query to that upstream
+ * may go out on the socket, or the late answer would be taken for its own.
+ * The record holds the exchange's pool handle meanwhile, so the socket is
+ * neither closed nor re-bound under it.
+ */
+struct krb_late {
+	struct fe_krb *k;
+	struct krb_late *next;      /* chain of its fd bucket */
+	struct pool_handle h;
+	size_t up;                  /* index of the upstream */
+	struct wheel_timer timer;   /* end of the grace period */
+};
+
+static struct krb_late *find_late(const struct fe_krb *k, int fd,
+				  const struct sockaddr *from)
+{
+	for (struct krb_late *l = k->latetab[(unsigned)fd % KRB_FD_BUCKETS]; l;
+	     l = l->next)
+		if (l->h.fd == fd &&
+		    sa_equal((const struct sockaddr *)&k->ups[l->up].sa, from))
+			return l;
+	return NULL;
+}
+
+/* Take l off the table, give its socket back to the pool and free it. */
+static void late_free(struct krb_late *l)
+{
+	struct fe_krb *k = l->k;
+	for (struct krb_late **pp = &k->latetab[(unsigned)l->h.fd % KRB_FD_BUCKETS];
+	     *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	loop_timer_stop(k->loop, &l->timer);
+	pool_done(k->pool, &l->h);
+	free(l);
+}
+
+static void on_late_expired(struct wheel_timer *t, void *ctx)
+{
+	(void)ctx;
+	late_free(wheel_container_of(t, struct krb_late, timer));
+}
+
+/*
+ * Reserve (h's socket, upstream up) for the upstream timeout, taking over
+ * the handle h.  False, with h still the caller's, when there is no memory.
+ */
+static bool late_keep(struct fe_krb *k, const struct pool_handle *h, size_t up)
+{
+	struct krb_late *l = malloc(sizeof(*l));
+	if (!l)
+		return false;
+	struct krb_late **head = &k->latetab[(unsigned)h->fd % KRB_FD_BUCKETS];
+	*l = (struct krb_late){ .k = k, .next = *head, .h = *h, .up = up };
+	*head = l;
+	wheel_timer_init(&l->timer, on_late_expired);
+	loop_timer_start_in(k->loop, &l->timer, k->timeout_ms);
+	return true;
+}
+
+void krb_udp_free_late(struct fe_krb *k)
+{
+	for (size_t i = 0; i < KRB_FD_BUCKETS; i++)
+		while (k->latetab[i])
+			late_free(k->latetab[i]);
+}
+
 /* --- exchanges --- */
 
 /*
  * Send the request from a pool socket that has no query waiting for this
- * upstream, so the reply can be told apart by (socket, upstream) alone.
+ * upstream and no late answer of it due, so the reply can be told apart by
+ * (socket, upstream) alone.
  */
 int krb_udp_start(struct krb_query *q)
 {
@@ -79,7 +155,8 @@ int krb_udp_start(struct krb_query *q)
 		int rc = pool_acquire(k->pool, u->sa.ss_family, &h);
 		if (rc < 0)
 			return rc;
-		if (find_waiting(k, h.fd, (const struct sockaddr *)&u->sa)) {
+		if (find_waiting(k, h.fd, (const struct sockaddr *)&u->sa) ||
+		    find_late(k, h.fd, (const struct sockaddr *)&u->sa)) {
 			pool_done(k->pool, &h);
 			continue;
 		}
@@ -99,12 +176,22 @@ int krb_udp_start(struct krb_query *q)
 	return -EBUSY;
 }
 
+/* q's reply came: nothing more is due on its (socket, upstream) pair. */
+static void udp_answered(struct krb_query *q)
+{
+	unhash(q);
+	pool_done(q->k->pool, &q->h);
+	q->waiting_udp = false;
+}
+
 void krb_udp_end(struct krb_query *q)
 {
+	struct fe_krb *k = q->k;
 	if (!q->waiting_udp)
 		return;
 	unhash(q);
-	pool_done(q->k->pool, &q->h);
+	if (k->closing || !late_keep(k, &q->h, q->up))
+		pool_done(k->pool, &q->h);
 	q->waiting_udp = false;
 }
 
@@ -116,6 +203,13 @@ bool fe_krb_pool_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
 	(void)fromlen;
 	struct krb_query *q = find_waiting(k, fd, from);
 	if (!q) {
+		struct krb_late *l = find_late(k, fd, from);
+		if (l) {
+			/* The answer to a query that gave this upstream up. */
+			k->st.late_replies++;
+			late_free(l);
+			return true;
+		}
 		for (size_t i = 0; i < k->nups; i++)
 			if (sa_equal((const struct sockaddr *)&k->ups[i].sa, from)) {
 				k->st.unmatched++;
@@ -129,6 +223,7 @@ bool fe_krb_pool_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
 		k->st.malformed++;
 		return true;
 	}
+	udp_answered(q);
 	krb_end_exchange(q);
 	int32_t code;
 	if (type == FE_KRB_ERROR && fe_krb_error_code(msg, len, &code) &&
