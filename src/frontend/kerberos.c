@@ -145,27 +145,25 @@ void krb_answer(struct krb_query *q, const uint8_t *body, size_t len,
 
 /*
  * Every upstream failed: answer KDC_ERR_SVC_UNAVAILABLE with the request's
- * realm and sname, or end the request without an answer when it cannot be
+ * realm and sname, or with an empty realm and sname when its body cannot be
  * read that far.
  */
 static void answer_error(struct krb_query *q)
 {
 	struct fe_krb *k = q->k;
-	struct fe_krb_req_names names;
-	if (!fe_krb_req_names(q->req + 4, q->reqlen, &names)) {
-		k->st.dropped++;
-		if (q->sess)
-			sess_close(q->sess, SESS_CLOSE_SERVICE);
-		krb_query_finish(q);
-		return;
+	struct fe_krb_req_names found;
+	const struct fe_krb_req_names *names = NULL;
+	size_t cap = 256;
+	if (fe_krb_req_names(q->req + 4, q->reqlen, &found)) {
+		names = &found;
+		cap += found.realm_len + found.sname_len;
 	}
-	size_t cap = names.realm_len + names.sname_len + 256;
 	uint8_t *buf = malloc(cap);
 	size_t n = 0;
 	if (buf) {
 		uint64_t now = k->wall_clock(k->clock_arg);
-		n = fe_krb_error_encode(FE_KRB_ERR_SVC_UNAVAILABLE, now, &names, buf, cap);
-		if (!n)
+		n = fe_krb_error_encode(FE_KRB_ERR_SVC_UNAVAILABLE, now, names, buf, cap);
+		if (!n && names)
 			n = fe_krb_error_encode(FE_KRB_ERR_SVC_UNAVAILABLE, now, NULL, buf, cap);
 	}
 	if (n) {

@@ -543,6 +543,43 @@ static void test_failover_timing_and_error(void **state)
 }
 
 /*
+ * A request with the AS-REQ tag but no req-body to read names from, and no
+ * upstream answering: the client still gets SVC_UNAVAILABLE, with an empty
+ * realm and sname.
+ */
+static void test_error_reply_without_req_body(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 4, 0);
+	uint8_t buf[4096];
+	struct sockaddr_in from;
+	/* [APPLICATION 10] SEQUENCE { pvno [1] INTEGER 5 } */
+	static const uint8_t bodyless[] = { 0x6a, 0x07, 0x30, 0x05, 0xa1, 0x03,
+					    0x02, 0x01, 0x05 };
+	struct fe_krb_req_names names;
+	assert_false(fe_krb_req_names(bodyless, sizeof(bodyless), &names));
+	fe_krb_udp_request(r.krb, r.ul, (struct sockaddr *)&r.caddr[0],
+			   sizeof(r.caddr[0]), bodyless, sizeof(bodyless));
+	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), sizeof(bodyless));
+	run_at(&r, START_MS + TIMEOUT_MS);
+	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), sizeof(bodyless));
+	run_at(&r, START_MS + 2 * TIMEOUT_MS);
+	ssize_t n = recv_now(r.client[0], buf, sizeof(buf), &from);
+	assert_true(n > 0);
+	static const uint8_t empty_name[] = { 0x30, 0x09, 0xa0, 0x03, 0x02, 0x01,
+					      0x00, 0xa1, 0x02, 0x30, 0x00 };
+	check_error(buf, (size_t)n, FE_KRB_ERR_SVC_UNAVAILABLE,
+		    (const uint8_t *)"\x1b\x00", 2, empty_name, sizeof(empty_name));
+	struct fe_krb_stats st;
+	fe_krb_get_stats(r.krb, &st);
+	assert_int_equal(st.errors_sent, 1);
+	assert_int_equal(st.dropped, 0);
+	assert_int_equal(st.outstanding, 0);
+	rig_down(&r);
+}
+
+/*
  * A late reply on a pool of one socket: A's query to upstream 0 times out
  * and moves on to upstream 1 (answered there); B asks 600 ms in, and
  * upstream 0's late answer to A comes at 700 ms.  The (socket, upstream 0)
@@ -781,6 +818,7 @@ int main(void)
 		cmocka_unit_test(test_error_encode),
 		cmocka_unit_test(test_one_query_per_socket_and_upstream),
 		cmocka_unit_test(test_failover_timing_and_error),
+		cmocka_unit_test(test_error_reply_without_req_body),
 		cmocka_unit_test(test_late_reply_not_given_to_next_query),
 		cmocka_unit_test(test_late_grace_expiry),
 		cmocka_unit_test(test_too_big_retry_fits),
