@@ -138,6 +138,7 @@ static void krb_status(void *state, FILE *out)
 	STAT("too_big_relayed", st.too_big_relayed);
 	STAT("errors_sent", st.errors_sent);
 	STAT("unmatched_replies", st.unmatched);
+	STAT("late_replies", st.late_replies);
 	STAT("malformed", st.malformed);
 	STAT("pool_busy", st.pool_busy);
 	STAT("dropped", st.dropped);

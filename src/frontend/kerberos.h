@@ -10,10 +10,18 @@
  * upstream): when the randomly drawn socket already waits for that upstream
  * it draws again, up to FE_KRB_ACQUIRE_TRIES times; when every draw is busy
  * (or the pool has no socket at all) that upstream counts as failed for the
- * request, which moves on to the next upstream at once.  A datagram from a
- * configured upstream with no query waiting for it on that socket (a late
- * reply) is claimed, dropped and counted as unmatched; datagrams from any
- * other address are left to other services.
+ * request, which moves on to the next upstream at once.
+ *
+ * Late replies: when a UDP exchange ends without its reply (the upstream
+ * timed out, or the query was dropped), its (pool socket, upstream) pair
+ * stays reserved for upstream_timeout_ms more: the relay keeps the pool
+ * socket and sends no other query to that upstream from it, so a reply
+ * that comes late cannot be taken for another client's.  A datagram on a
+ * reserved pair is claimed, dropped and counted in late_replies, and ends
+ * the reservation.  (Without memory for a reservation the pair is free at
+ * once.)  Any other datagram from a configured upstream with no query
+ * waiting for it on that socket is claimed, dropped and counted as
+ * unmatched; datagrams from any other address are left to other services.
  *
  * If an upstream answers a UDP request with KRB-ERROR KRB_ERR_RESPONSE_TOO_BIG
  * (52), the relay asks the same upstream again over TCP and gives the client
@@ -100,6 +108,7 @@ struct fe_krb_stats {
 	uint64_t too_big_relayed;    /* TCP answer too long: error relayed */
 	uint64_t errors_sent;        /* KDC_ERR_SVC_UNAVAILABLE replies */
 	uint64_t unmatched;          /* upstream datagrams nobody waited for */
+	uint64_t late_replies;       /* replies after their query gave up, dropped */
 	uint64_t malformed;          /* requests not relayed, replies dropped */
 	uint64_t pool_busy;          /* no free (socket, upstream) pair */
 	uint64_t dropped;            /* could not answer at all */
@@ -120,8 +129,9 @@ struct fe_krb *fe_krb_new(struct loop *loop, struct pool *pool,
 
 /*
  * Drop every query in flight (pool handles returned, connections closed, no
- * replies sent) and free k.  Free the TCP listeners first: their sessions'
- * on_close runs into k.  Accepts NULL.
+ * replies sent) and every late reservation (its pool handle returned), and
+ * free k.  Free the TCP listeners first: their sessions' on_close runs into
+ * k.  Accepts NULL.
  */
 void fe_krb_free(struct fe_krb *k);
 
@@ -150,8 +160,9 @@ void fe_krb_sess_closed(struct fe_krb *k, struct sess *s);
 
 /*
  * A datagram on pool socket fd from from.  Returns true when k claims it: the
- * answer to k's query on fd from exactly that upstream, or a late datagram
- * from one of k's upstreams (dropped and counted).  msg is borrowed.
+ * answer to k's query on fd from exactly that upstream, or any other
+ * datagram from one of k's upstreams (dropped and counted in late_replies
+ * or unmatched).  msg is borrowed.
  */
 bool fe_krb_pool_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
 		       socklen_t fromlen, const uint8_t *msg, size_t len);

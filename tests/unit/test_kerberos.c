@@ -6,8 +6,8 @@
  * encoder read back with a DER walker of the test's own, and the relay on a
  * fake loop and clock with real loopback sockets: one query per (pool
  * socket, upstream), reply matching, failover exactly at upstream_timeout,
- * the error reply after the last upstream, and the RESPONSE_TOO_BIG retry
- * over TCP.
+ * late replies kept from other queries, the error reply after the last
+ * upstream, and the RESPONSE_TOO_BIG retry over TCP.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -494,9 +494,9 @@ static void test_failover_timing_and_error(void **state)
 	struct rig r;
 	rig_up(&r, 4, 0);
 	uint8_t buf[4096];
-	struct sockaddr_in from;
+	struct sockaddr_in from, pool_addr0;
 	client_asks(&r, 0);
-	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
+	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &pool_addr0), (ssize_t)r.reqlen);
 
 	/* Never early: nothing goes to upstream 1 before upstream_timeout. */
 	run_at(&r, START_MS + TIMEOUT_MS - 1);
@@ -510,8 +510,10 @@ static void test_failover_timing_and_error(void **state)
 
 	/* The late answer of upstream 0 is not taken for the query. */
 	static const uint8_t rep[] = { 0x6b, 0x03, 0x30, 0x01, 0x00 };
-	assert_true(upstream_answers(&r, 0, &from, rep, sizeof(rep)));
+	assert_true(upstream_answers(&r, 0, &pool_addr0, rep, sizeof(rep)));
 	assert_int_equal(recv_now(r.client[0], buf, sizeof(buf), &from), -1);
+	fe_krb_get_stats(r.krb, &st);
+	assert_int_equal(st.late_replies, 1);
 
 	/* The last upstream times out: the client gets SVC_UNAVAILABLE with
 	 * the request's realm and sname, exactly at the deadline. */
@@ -527,7 +529,8 @@ static void test_failover_timing_and_error(void **state)
 	fe_krb_get_stats(r.krb, &st);
 	assert_int_equal(st.upstream_timeouts, 2);
 	assert_int_equal(st.errors_sent, 1);
-	assert_int_equal(st.unmatched, 1);
+	assert_int_equal(st.late_replies, 1);
+	assert_int_equal(st.unmatched, 0);
 	assert_int_equal(st.outstanding, 0);
 
 	/* Requests that are no KDC request are never relayed. */
@@ -536,6 +539,167 @@ static void test_failover_timing_and_error(void **state)
 	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), -1);
 	fe_krb_get_stats(r.krb, &st);
 	assert_int_equal(st.malformed, 1);
+	rig_down(&r);
+}
+
+/*
+ * A request with the AS-REQ tag but no req-body to read names from, and no
+ * upstream answering: the client still gets SVC_UNAVAILABLE, with an empty
+ * realm and sname.
+ */
+static void test_error_reply_without_req_body(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 4, 0);
+	uint8_t buf[4096];
+	struct sockaddr_in from;
+	/* [APPLICATION 10] SEQUENCE { pvno [1] INTEGER 5 } */
+	static const uint8_t bodyless[] = { 0x6a, 0x07, 0x30, 0x05, 0xa1, 0x03,
+					    0x02, 0x01, 0x05 };
+	struct fe_krb_req_names names;
+	assert_false(fe_krb_req_names(bodyless, sizeof(bodyless), &names));
+	fe_krb_udp_request(r.krb, r.ul, (struct sockaddr *)&r.caddr[0],
+			   sizeof(r.caddr[0]), bodyless, sizeof(bodyless));
+	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), sizeof(bodyless));
+	run_at(&r, START_MS + TIMEOUT_MS);
+	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), sizeof(bodyless));
+	run_at(&r, START_MS + 2 * TIMEOUT_MS);
+	ssize_t n = recv_now(r.client[0], buf, sizeof(buf), &from);
+	assert_true(n > 0);
+	static const uint8_t empty_name[] = { 0x30, 0x09, 0xa0, 0x03, 0x02, 0x01,
+					      0x00, 0xa1, 0x02, 0x30, 0x00 };
+	check_error(buf, (size_t)n, FE_KRB_ERR_SVC_UNAVAILABLE,
+		    (const uint8_t *)"\x1b\x00", 2, empty_name, sizeof(empty_name));
+	struct fe_krb_stats st;
+	fe_krb_get_stats(r.krb, &st);
+	assert_int_equal(st.errors_sent, 1);
+	assert_int_equal(st.dropped, 0);
+	assert_int_equal(st.outstanding, 0);
+	rig_down(&r);
+}
+
+/*
+ * A late reply on a pool of one socket: A's query to upstream 0 times out
+ * and moves on to upstream 1 (answered there); B asks 600 ms in, and
+ * upstream 0's late answer to A comes at 700 ms.  The (socket, upstream 0)
+ * pair stays reserved after A's timeout, so B does not go out on it and the
+ * late answer reaches nobody.
+ */
+static void test_late_reply_not_given_to_next_query(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 1, 0);
+	uint8_t buf[4096];
+	struct sockaddr_in from, pool_addr;
+	struct fe_krb_stats st;
+	static const uint8_t late_a[] = { 0x6b, 0x03, 0x30, 0x01, 0xaa };
+	static const uint8_t rep_a[] = { 0x6b, 0x03, 0x30, 0x01, 0xa1 };
+	static const uint8_t rep_b[] = { 0x6b, 0x03, 0x30, 0x01, 0xb1 };
+
+	client_asks(&r, 0);
+	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &pool_addr), (ssize_t)r.reqlen);
+	run_at(&r, START_MS + TIMEOUT_MS);
+	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
+	run_at(&r, START_MS + 550);
+	assert_true(upstream_answers(&r, 1, &pool_addr, rep_a, sizeof(rep_a)));
+	assert_int_equal(recv_now(r.client[0], buf, sizeof(buf), &from), sizeof(rep_a));
+	assert_memory_equal(buf, rep_a, sizeof(rep_a));
+
+	/* B cannot use the socket for upstream 0 while A's answer may still
+	 * come on it: it goes to upstream 1 instead. */
+	run_at(&r, START_MS + 600);
+	client_asks(&r, 1);
+	run_at(&r, START_MS + 700);
+	assert_true(upstream_answers(&r, 0, &pool_addr, late_a, sizeof(late_a)));
+	assert_int_equal(recv_now(r.client[1], buf, sizeof(buf), &from), -1);
+	assert_int_equal(recv_now(r.client[0], buf, sizeof(buf), &from), -1);
+	fe_krb_get_stats(r.krb, &st);
+	assert_int_equal(st.late_replies, 1);
+	assert_int_equal(st.unmatched, 0);
+	assert_int_equal(st.pool_busy, 1);
+
+	/* B's own answer, from upstream 1, is B's. */
+	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
+	assert_true(upstream_answers(&r, 1, &pool_addr, rep_b, sizeof(rep_b)));
+	assert_int_equal(recv_now(r.client[1], buf, sizeof(buf), &from), sizeof(rep_b));
+	assert_memory_equal(buf, rep_b, sizeof(rep_b));
+
+	/* The late record went with the late answer: a second datagram from
+	 * upstream 0 is only unmatched. */
+	assert_true(upstream_answers(&r, 0, &pool_addr, late_a, sizeof(late_a)));
+	fe_krb_get_stats(r.krb, &st);
+	assert_int_equal(st.late_replies, 1);
+	assert_int_equal(st.unmatched, 1);
+	assert_int_equal(st.replies, 2);
+	assert_int_equal(st.outstanding, 0);
+	rig_down(&r);
+}
+
+static uint32_t pool_outstanding(struct rig *r)
+{
+	struct pool_stats ps;
+	pool_stats(r->pool, &ps);
+	return (uint32_t)ps.outstanding;
+}
+
+/*
+ * The (socket, upstream) pair a timed-out query leaves stays reserved for
+ * upstream_timeout, holding its pool handle, and is free again after.
+ */
+static void test_late_grace_expiry(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 1, 0);
+	uint8_t buf[4096];
+	struct sockaddr_in from, pool_addr;
+	struct fe_krb_stats st;
+	static const uint8_t rep[] = { 0x6b, 0x03, 0x30, 0x01, 0x00 };
+
+	client_asks(&r, 0);
+	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &pool_addr), (ssize_t)r.reqlen);
+	run_at(&r, START_MS + TIMEOUT_MS);
+	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
+	assert_true(upstream_answers(&r, 1, &pool_addr, rep, sizeof(rep)));
+	assert_int_equal(recv_now(r.client[0], buf, sizeof(buf), &from), sizeof(rep));
+	/* No query in flight, yet the pair (socket, upstream 0) holds the
+	 * socket. */
+	assert_int_equal(pool_outstanding(&r), 1);
+
+	/* Just before the grace period ends: upstream 0 is skipped. */
+	run_at(&r, START_MS + 2 * TIMEOUT_MS - 1);
+	client_asks(&r, 1);
+	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), -1);
+	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
+	assert_true(upstream_answers(&r, 1, &pool_addr, rep, sizeof(rep)));
+	assert_int_equal(recv_now(r.client[1], buf, sizeof(buf), &from), sizeof(rep));
+	fe_krb_get_stats(r.krb, &st);
+	assert_int_equal(st.pool_busy, 1);
+
+	/* At its end the socket goes back and upstream 0 takes queries on it
+	 * again, answers included. */
+	run_at(&r, START_MS + 2 * TIMEOUT_MS);
+	assert_int_equal(pool_outstanding(&r), 0);
+	client_asks(&r, 0);
+	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
+	assert_int_equal(ntohs(from.sin_port), ntohs(pool_addr.sin_port));
+	assert_true(upstream_answers(&r, 0, &pool_addr, rep, sizeof(rep)));
+	assert_int_equal(recv_now(r.client[0], buf, sizeof(buf), &from), sizeof(rep));
+	fe_krb_get_stats(r.krb, &st);
+	assert_int_equal(st.pool_busy, 1);
+	assert_int_equal(st.late_replies, 0);
+	assert_int_equal(st.replies, 3);
+
+	/* A query that times out again leaves a record; freeing the relay
+	 * with it (and the query, now on upstream 1) returns every handle,
+	 * which rig_down checks. */
+	client_asks(&r, 1);
+	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
+	run_at(&r, START_MS + 3 * TIMEOUT_MS);
+	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
+	assert_int_equal(pool_outstanding(&r), 2);
 	rig_down(&r);
 }
 
@@ -654,6 +818,9 @@ int main(void)
 		cmocka_unit_test(test_error_encode),
 		cmocka_unit_test(test_one_query_per_socket_and_upstream),
 		cmocka_unit_test(test_failover_timing_and_error),
+		cmocka_unit_test(test_error_reply_without_req_body),
+		cmocka_unit_test(test_late_reply_not_given_to_next_query),
+		cmocka_unit_test(test_late_grace_expiry),
 		cmocka_unit_test(test_too_big_retry_fits),
 		cmocka_unit_test(test_too_big_retry_too_long),
 	};
