@@ -74,7 +74,7 @@ static void on_client_deadline(struct wheel_timer *t, void *ctx)
 /* Run the command in cl->line and queue "ok"/"error: ..." plus its output. */
 static void client_run(struct control_client *cl)
 {
-	char *body = NULL, err[512] = "";
+	char *body = NULL, err[1024] = "";
 	size_t bodylen = 0;
 	FILE *out = open_memstream(&body, &bodylen);
 	FILE *reply = open_memstream(&cl->out, &cl->outlen);

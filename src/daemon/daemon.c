@@ -263,36 +263,44 @@ static const struct daemon_service_ops *ops_for(enum config_protocol p)
 /*
  * Start every service of g.  A service that fails to start is reported and
  * left out; the others run (an operator fixing one service should not lose
- * the rest).  Returns the number that failed.
+ * the rest).  A service whose protocol is not part of this build is reported
+ * but not a failure: it could never start, in any config.  Returns 0, or the
+ * first failure's -errno with that service's name and reason in err.
  */
-static size_t start_services(struct daemon *d, struct daemon_gen *g)
+static int start_services(struct daemon *d, struct daemon_gen *g, char *err,
+			  size_t errlen)
 {
-	size_t failed = 0;
+	int failed = 0;
+	err[0] = '\0';
 	g->svcs = calloc(g->cfg.nservices ? g->cfg.nservices : 1, sizeof(*g->svcs));
 	if (!g->svcs) {
-		fputs("berthd: out of memory starting services\n", stderr);
-		return g->cfg.nservices;
+		snprintf(err, errlen, "out of memory starting services");
+		fprintf(stderr, "berthd: %s\n", err);
+		return -ENOMEM;
 	}
 	g->nsvcs = g->cfg.nservices;
 	for (size_t i = 0; i < g->nsvcs; i++) {
 		struct daemon_service *s = &g->svcs[i];
 		const struct config_service *cs = &g->cfg.services[i];
 		const char *proto = config_protocol_name(cs->protocol);
-		char err[512] = "";
+		char why[512] = "";
 		s->cfg = cs;
 		s->ops = ops_for(cs->protocol);
-		int rc = s->ops ? s->ops->start(d, cs, &s->state, err, sizeof(err))
+		int rc = s->ops ? s->ops->start(d, cs, &s->state, why, sizeof(why))
 				: -ENOSYS;
 		if (rc == -ENOSYS) {
 			fprintf(stderr, "berthd: %s:%u: [service %s]: not started: the %s "
 				"service is not part of this build yet\n",
 				g->cfg.file, cs->line, cs->name, proto);
 			s->state = NULL;
-			failed++;
 		} else if (rc < 0) {
-			fprintf(stderr, "berthd: service %s not started: %s\n", cs->name, err);
+			fprintf(stderr, "berthd: service %s not started: %s\n", cs->name, why);
+			if (!failed) {
+				snprintf(err, errlen, "service %s not started: %s",
+					 cs->name, why);
+				failed = rc;
+			}
 			s->state = NULL;
-			failed++;
 		}
 	}
 	return failed;
@@ -333,16 +341,39 @@ int daemon_reload(struct daemon *d, char *err, size_t errlen)
 		free_gen(&next);
 		return rc;
 	}
-	/* The old services must let go of their listen addresses before the
-	 * new ones bind them; the old pool goes with them. */
+	/*
+	 * The old services must let go of their listen addresses before the
+	 * new ones bind them.  The rest of the old generation (config, plan,
+	 * pool) is kept until the new services run, so that berthd can go back
+	 * to it when one of them cannot start.
+	 */
 	loop_timer_stop(d->loop, &d->pool_timer);
-	free_gen(&d->gen);
+	stop_services(&d->gen);
+	struct daemon_gen old = d->gen;
 	d->gen = next;
 	adopt_pool(d);
-	start_services(d, &d->gen);
-	d->stats.reloads++;
-	fprintf(stderr, "berthd: reloaded %s\n", d->gen.cfg.file);
-	return 0;
+	char why[512];
+	rc = start_services(d, &d->gen, why, sizeof(why));
+	if (rc == 0) {
+		free_gen(&old);
+		d->stats.reloads++;
+		fprintf(stderr, "berthd: reloaded %s\n", d->gen.cfg.file);
+		return 0;
+	}
+
+	/* Back to the old generation.  Its pool never stopped, and still has
+	 * its watch: only the timer needs re-arming. */
+	loop_timer_stop(d->loop, &d->pool_timer);
+	free_gen(&d->gen);
+	d->gen = old;
+	arm_pool_timer(d);
+	char again[512];
+	if (start_services(d, &d->gen, again, sizeof(again)) == 0)
+		snprintf(err, errlen, "%s", why);
+	else
+		snprintf(err, errlen, "%s; and restarting the running config: %s",
+			 why, again);
+	return rc;
 }
 
 static void on_signal(struct loop *loop, int signo, void *arg)
@@ -351,8 +382,7 @@ static void on_signal(struct loop *loop, int signo, void *arg)
 	if (signo == SIGHUP) {
 		char err[512];
 		if (daemon_reload(d, err, sizeof(err)) < 0)
-			fprintf(stderr, "berthd: reload failed, keeping the running config: %s\n",
-				err);
+			fprintf(stderr, "berthd: " DAEMON_RELOAD_FAILED "%s\n", err);
 		return;
 	}
 	fprintf(stderr, "berthd: %s, shutting down\n", strsignal(signo));
@@ -408,7 +438,8 @@ struct daemon *daemon_new(const char *path, char *err, size_t errlen)
 	if (!d->control)
 		goto fail;
 	adopt_pool(d);
-	start_services(d, &d->gen);
+	char why[512];
+	start_services(d, &d->gen, why, sizeof(why));
 	if (d->gen.cfg.metrics.enabled)
 		fprintf(stderr, "berthd: %s:%u: [metrics] listen: not serving metrics: "
 			"the metrics listener is not part of this build yet\n",

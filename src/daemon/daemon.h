@@ -74,7 +74,10 @@ void daemon_free(struct daemon *d);
 /*
  * Reload the config: build the new plan and pool first and keep running the
  * old ones when that fails (err says why, return -errno); then replace the
- * services.  Outstanding queries of the old services are dropped.
+ * services.  When a new service cannot start, the new ones are stopped and
+ * the old config's services started again (err names the service and the
+ * reason, return -errno).  Either way outstanding queries of the old services
+ * are dropped.
  */
 int daemon_reload(struct daemon *d, char *err, size_t errlen);
 

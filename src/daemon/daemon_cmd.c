@@ -184,8 +184,11 @@ int daemon_command(struct daemon *d, const char *line, FILE *out, char *err,
 	if (strcmp(verb, "sessions") == 0)
 		return cmd_sessions(d, out);
 	if (strcmp(verb, "reload") == 0) {
-		if (daemon_reload(d, err, errlen) < 0)
+		char why[896];
+		if (daemon_reload(d, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, DAEMON_RELOAD_FAILED "%s", why);
 			return -1;
+		}
 		fprintf(out, "reloaded %s\n", d->gen.cfg.file);
 		return 0;
 	}
