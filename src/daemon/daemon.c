@@ -194,28 +194,40 @@ static bool config_uses_ipv6(const struct berth_config *cfg)
 }
 
 /*
- * Build the pool the config asks for, or none without [pool].  Its draws
- * leave out the ports local sockets hold (with avoid_in_use) and, always,
- * the listen ports of the config's own services.
+ * The ports g's pool must not draw, into *in_use: with avoid_in_use every
+ * port a local UDP socket holds, less ours (ports of this berthd that a
+ * reload closes before the new pool binds; NULL for none), and always the
+ * listen ports of g's own services (they bind after the pool is built).
  */
+static int pool_in_use(const struct daemon_gen *g, const struct portset *ours,
+		       struct portset *in_use, char *err, size_t errlen)
+{
+	portset_clear(in_use);
+	if (g->plan->avoid_in_use) {
+		struct procnet_stats st = { 0 };
+		int rc = procnet_ports_in_use("/proc", IPPROTO_UDP, in_use, &st);
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: avoid_in_use: cannot read /proc/net/udp: %s",
+				 g->cfg.file, strerror(-rc));
+			return rc;
+		}
+		if (ours)
+			portset_diff(in_use, ours);
+	}
+	config_listen_ports(&g->cfg, in_use);
+	return 0;
+}
+
+/* Build the pool the config asks for, or none without [pool]. */
 static int build_pool(struct daemon *d, struct daemon_gen *g, char *err,
 		      size_t errlen)
 {
 	if (!g->cfg.pool.present)
 		return 0;
 	struct portset in_use;
-	portset_clear(&in_use);
-	if (g->plan->avoid_in_use) {
-		struct procnet_stats st = { 0 };
-		int rc = procnet_ports_in_use("/proc", IPPROTO_UDP, &in_use, &st);
-		if (rc < 0) {
-			snprintf(err, errlen, "%s: avoid_in_use: cannot read /proc/net/udp: %s",
-				 g->cfg.file, strerror(-rc));
-			return rc;
-		}
-	}
-	/* The services bind their listen ports after the pool is built. */
-	config_listen_ports(&g->cfg, &in_use);
+	int rc = pool_in_use(g, NULL, &in_use, err, errlen);
+	if (rc < 0)
+		return rc;
 	const struct pool_config pc = {
 		.size = g->cfg.pool.size,
 		.mode = g->cfg.pool.mode == CONFIG_POOL_PER_QUERY ? POOL_MODE_PER_QUERY
@@ -238,7 +250,43 @@ static int build_pool(struct daemon *d, struct daemon_gen *g, char *err,
 	return 0;
 }
 
-/* Load the config and build its plan and pool into g (services not yet). */
+/*
+ * Before a reload lets the running pool go: would g's pool fit in the ports
+ * left once the running generation's pool sockets and listeners are closed?
+ * Catches a pool too large for its range while the old config still runs
+ * undisturbed.  Returns 0 or -EADDRNOTAVAIL with the reason in err.
+ */
+static int check_pool_fits(const struct daemon *d, const struct daemon_gen *g,
+			   char *err, size_t errlen)
+{
+	if (!g->cfg.pool.present)
+		return 0;
+	struct portset ours, in_use;
+	portset_clear(&ours);
+	config_listen_ports(&d->gen.cfg, &ours);
+	struct pool_sock_info info;
+	uint32_t cursor = 0;
+	while (d->gen.pool && pool_sock_next(d->gen.pool, &cursor, &info))
+		if (info.port)
+			portset_add(&ours, info.port);
+	int rc = pool_in_use(g, &ours, &in_use, err, errlen);
+	if (rc < 0)
+		return rc;
+	struct portset avail = g->plan->allowed;
+	portset_diff(&avail, &in_use);
+	uint32_t navail = portset_count(&avail);
+	if (g->cfg.pool.size > navail) {
+		uint32_t nallowed = portset_count(&g->plan->allowed);
+		snprintf(err, errlen, "%s:%u: [pool]: pool: size %u exceeds the %u "
+			 "ports left to draw (the plan allows %u ports, %u of them in use)",
+			 g->cfg.file, g->cfg.pool.line, g->cfg.pool.size, navail,
+			 nallowed, nallowed - navail);
+		return -EADDRNOTAVAIL;
+	}
+	return 0;
+}
+
+/* Load the config and build its plan into g (no pool, no services yet). */
 static int build_gen(struct daemon *d, struct daemon_gen *g, char *err,
 		     size_t errlen)
 {
@@ -247,9 +295,7 @@ static int build_gen(struct daemon *d, struct daemon_gen *g, char *err,
 	if (rc < 0)
 		return rc;
 	g->plan = plan_build(&g->cfg.ports, NULL, err, errlen);
-	if (!g->plan)
-		return -EINVAL;
-	return build_pool(d, g, err, errlen);
+	return g->plan ? 0 : -EINVAL;
 }
 
 static const struct daemon_service_ops *ops_for(enum config_protocol p)
@@ -337,23 +383,32 @@ int daemon_reload(struct daemon *d, char *err, size_t errlen)
 {
 	struct daemon_gen next = { 0 };
 	int rc = build_gen(d, &next, err, errlen);
+	if (rc == 0)
+		rc = check_pool_fits(d, &next, err, errlen);
 	if (rc < 0) {
 		free_gen(&next);
 		return rc;
 	}
 	/*
 	 * The old services must let go of their listen addresses before the
-	 * new ones bind them.  The rest of the old generation (config, plan,
-	 * pool) is kept until the new services run, so that berthd can go back
-	 * to it when one of them cannot start.
+	 * new ones bind them, and the old pool of its ports: a pool may use
+	 * most of its range, and the new one must be free to draw any of it.
+	 * The old config and plan are kept until the new services run, so
+	 * that berthd can go back to them when the new pool or one of the new
+	 * services cannot start.
 	 */
 	loop_timer_stop(d->loop, &d->pool_timer);
 	stop_services(&d->gen);
+	pool_free(d->gen.pool);
+	d->gen.pool = NULL;
 	struct daemon_gen old = d->gen;
 	d->gen = next;
-	adopt_pool(d);
 	char why[512];
-	rc = start_services(d, &d->gen, why, sizeof(why));
+	rc = build_pool(d, &d->gen, why, sizeof(why));
+	if (rc == 0) {
+		adopt_pool(d);
+		rc = start_services(d, &d->gen, why, sizeof(why));
+	}
 	if (rc == 0) {
 		free_gen(&old);
 		d->stats.reloads++;
@@ -361,18 +416,19 @@ int daemon_reload(struct daemon *d, char *err, size_t errlen)
 		return 0;
 	}
 
-	/* Back to the old generation.  Its pool never stopped, and still has
-	 * its watch: only the timer needs re-arming. */
+	/* Back to the old config, on a freshly drawn pool. */
 	loop_timer_stop(d->loop, &d->pool_timer);
 	free_gen(&d->gen);
 	d->gen = old;
-	arm_pool_timer(d);
-	char again[512];
-	if (start_services(d, &d->gen, again, sizeof(again)) == 0)
-		snprintf(err, errlen, "%s", why);
-	else
+	char pool_err[512], svc_err[512];
+	int pool_rc = build_pool(d, &d->gen, pool_err, sizeof(pool_err));
+	adopt_pool(d);
+	int svc_rc = start_services(d, &d->gen, svc_err, sizeof(svc_err));
+	if (pool_rc < 0 || svc_rc < 0)
 		snprintf(err, errlen, "%s; and restarting the running config: %s",
-			 why, again);
+			 why, pool_rc < 0 ? pool_err : svc_err);
+	else
+		snprintf(err, errlen, "%s", why);
 	return rc;
 }
 
@@ -423,7 +479,8 @@ struct daemon *daemon_new(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	d->started_ms = loop_now(d->loop);
-	if (build_gen(d, &d->gen, err, errlen) < 0)
+	if (build_gen(d, &d->gen, err, errlen) < 0 ||
+	    build_pool(d, &d->gen, err, errlen) < 0)
 		goto fail;
 	const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {

@@ -72,12 +72,14 @@ int daemon_run(struct daemon *d);
 void daemon_free(struct daemon *d);
 
 /*
- * Reload the config: build the new plan and pool first and keep running the
- * old ones when that fails (err says why, return -errno); then replace the
- * services.  When a new service cannot start, the new ones are stopped and
- * the old config's services started again (err names the service and the
- * reason, return -errno).  Either way outstanding queries of the old services
- * are dropped.
+ * Reload the config: build the new plan and check that the new pool fits
+ * first, and keep running the old config untouched when that fails (err says
+ * why, return -errno).  Then stop the old services, close the old pool, bind
+ * the new one and start the new services.  When the new pool or a new
+ * service cannot start, the new ones are stopped and the old config's
+ * services started again on a fresh pool (err names the service or pool and
+ * the reason, return -errno).  Either way outstanding queries of the old
+ * services are dropped.
  */
 int daemon_reload(struct daemon *d, char *err, size_t errlen);
 
