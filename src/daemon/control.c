@@ -200,6 +200,48 @@ static bool someone_listens(const struct sockaddr_un *sun)
 	return yes;
 }
 
+/* What a file of mode m is, for messages. */
+static const char *file_kind(mode_t m)
+{
+	return S_ISREG(m) ? "a regular file" : S_ISDIR(m) ? "a directory" :
+	       S_ISLNK(m) ? "a symbolic link" : S_ISFIFO(m) ? "a FIFO" :
+	       S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a socket";
+}
+
+/*
+ * Make room for the socket at path: nothing there is fine, and a socket
+ * nobody answers on (left by a berthd that died) is removed.  Anything else
+ * is refused, so that berthd never deletes a file it did not create.
+ */
+static int clear_path(const struct sockaddr_un *sun, const char *path,
+		      char *err, size_t errlen)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "control socket %s: the path is taken by %s; "
+			 "berthd replaces only a stale socket (remove it or set "
+			 "[control] socket)", path, file_kind(st.st_mode));
+		return -EEXIST;
+	}
+	if (someone_listens(sun)) {
+		snprintf(err, errlen, "control socket %s: another berthd is running there",
+			 path);
+		return -EADDRINUSE;
+	}
+	if (unlink(path) < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "control socket %s: cannot remove the stale socket: %s",
+			 path, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 struct control *control_open(struct daemon *d, const char *path, char *err,
 			     size_t errlen)
 {
@@ -219,12 +261,8 @@ struct control *control_open(struct daemon *d, const char *path, char *err,
 	memcpy(sun.sun_path, c->path, sizeof(sun.sun_path));
 	if (make_parent(c->path, err, errlen) < 0)
 		goto fail;
-	if (someone_listens(&sun)) {
-		snprintf(err, errlen, "control socket %s: another berthd is running there",
-			 c->path);
+	if (clear_path(&sun, c->path, err, errlen) < 0)
 		goto fail;
-	}
-	unlink(c->path); /* a stale socket from a berthd that died */
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	mode_t old = umask(0177);
 	int rc = c->fd < 0 ? -1 : bind(c->fd, (struct sockaddr *)&sun, sizeof(sun));

@@ -16,7 +16,8 @@ struct daemon;
 /*
  * Listen on path (borrowed) for d's commands.  Creates the socket's parent
  * directory (mode 0700) when missing, replaces a stale socket file, and
- * refuses to start when another berthd answers on path.  The socket is mode
+ * refuses to start when another berthd answers on path or when path is
+ * anything but a socket (a regular file, a symbolic link...).  The socket is mode
  * 0600.  Returns the control object or NULL with the reason in err.
  */
 struct control *control_open(struct daemon *d, const char *path, char *err,
