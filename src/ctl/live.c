@@ -52,13 +52,14 @@ int ctl_live(const char *socket_path, const char *command, FILE *out, FILE *err)
 		return CTL_ERROR;
 	char line[600];
 	int n = snprintf(line, sizeof(line), "%s\n", command);
-	if (n < 0 || (size_t)n >= sizeof(line) ||
-	    send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
-		fprintf(err, "berthctl: cannot send the command to berthd at %s\n",
-			socket_path);
+	if (n < 0 || (size_t)n >= sizeof(line)) {
+		fprintf(err, "berthctl: command too long\n");
 		close(fd);
 		return CTL_ERROR;
 	}
+	/* A send that fails may still have a reply waiting: berthd refuses a
+	 * client over its cap with an error line before it reads anything. */
+	int send_errno = send(fd, line, (size_t)n, MSG_NOSIGNAL) == n ? 0 : errno;
 
 	/* The first line is "ok" or "error: REASON"; the rest is the output. */
 	char buf[4096];
@@ -70,6 +71,8 @@ int ctl_live(const char *socket_path, const char *command, FILE *out, FILE *err)
 		ssize_t got = recv(fd, buf, sizeof(buf), 0);
 		if (got < 0 && errno == EINTR)
 			continue;
+		if (got < 0 && send_errno && in_first && flen == 0)
+			break; /* nothing came back: report the send error */
 		if (got < 0) {
 			fprintf(err, "berthctl: no reply from berthd at %s: %s\n",
 				socket_path, strerror(errno));
@@ -94,7 +97,10 @@ int ctl_live(const char *socket_path, const char *command, FILE *out, FILE *err)
 		}
 		fwrite(buf + off, 1, (size_t)got - off, ok ? out : err);
 	}
-	if (in_first)
+	if (in_first && send_errno)
+		fprintf(err, "berthctl: cannot send the command to berthd at %s: %s\n",
+			socket_path, strerror(send_errno));
+	else if (in_first)
 		fprintf(err, "berthctl: berthd at %s closed without a reply\n",
 			socket_path);
 	else

@@ -18,6 +18,8 @@
 #define CONTROL_DEADLINE_MS 5000u
 /* Longest command line accepted. */
 #define CONTROL_LINE_MAX 512u
+/* How long the listener rests when berthd is out of file descriptors. */
+#define CONTROL_PAUSE_MS 100u
 
 struct control_client {
 	struct control *ctl;
@@ -38,7 +40,10 @@ struct control {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int fd;
 	struct loop_watch w;
+	struct wheel_timer pause;   /* re-arms w after an EMFILE pause */
+	bool pause_logged;          /* this run of pauses is in the log */
 	struct control_client *clients;
+	struct control_stats st;
 };
 
 static void client_free(struct loop *loop, struct loop_close *c)
@@ -49,8 +54,10 @@ static void client_free(struct loop *loop, struct loop_close *c)
 		struct control_client **pp = &cl->ctl->clients;
 		while (*pp && *pp != cl)
 			pp = &(*pp)->next;
-		if (*pp)
+		if (*pp) {
 			*pp = cl->next;
+			cl->ctl->st.clients--;
+		}
 	}
 	loop_timer_stop(loop, &cl->deadline);
 	loop_watch_stop(loop, &cl->w);
@@ -144,14 +151,61 @@ static void on_client(struct loop *loop, struct loop_watch *w, unsigned events)
 	client_run(cl);
 }
 
+/*
+ * Out of file descriptors (or kernel memory): the connection stays queued
+ * and the listener readable, and the loop is level-triggered, so watching
+ * it now would spin.  Rest for CONTROL_PAUSE_MS, then watch again.
+ */
+static void accept_pause(struct control *c, int error)
+{
+	c->st.accept_pauses++;
+	if (!c->pause_logged) {
+		fprintf(stderr, "berthd: control socket %s: %s; not accepting for "
+			"%u ms at a time until it clears\n", c->path, strerror(error),
+			CONTROL_PAUSE_MS);
+		c->pause_logged = true;
+	}
+	loop_watch_stop(c->loop, &c->w);
+	loop_timer_start_in(c->loop, &c->pause, CONTROL_PAUSE_MS);
+}
+
+static void on_pause_end(struct wheel_timer *t, void *ctx)
+{
+	struct control *c = wheel_container_of(t, struct control, pause);
+	(void)ctx;
+	if (loop_watch_set(c->loop, &c->w, LOOP_READ) < 0)
+		loop_timer_start_in(c->loop, &c->pause, CONTROL_PAUSE_MS);
+}
+
+/* Over the client cap: say so, if the socket takes it at once, and close. */
+static void refuse(struct control *c, int fd)
+{
+	static const char msg[] = "error: too many control clients\n";
+	c->st.refused++;
+	/* Best effort: a client whose socket cannot take it sees the close. */
+	(void)send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+}
+
 static void on_accept(struct loop *loop, struct loop_watch *w, unsigned events)
 {
 	struct control *c = wheel_container_of(w, struct control, w);
 	(void)events;
 	for (;;) {
 		int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
-			return; /* EAGAIN, or out of fds: the next command retries */
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				accept_pause(c, errno);
+			return;
+		}
+		c->pause_logged = false;
+		if (c->st.clients >= CONTROL_CLIENTS_MAX) {
+			refuse(c, fd);
+			continue;
+		}
 		struct control_client *cl = calloc(1, sizeof(*cl));
 		if (!cl) {
 			close(fd);
@@ -169,6 +223,7 @@ static void on_accept(struct loop *loop, struct loop_watch *w, unsigned events)
 		loop_timer_start_in(loop, &cl->deadline, CONTROL_DEADLINE_MS);
 		cl->next = c->clients;
 		c->clients = cl;
+		c->st.clients++;
 	}
 }
 
@@ -254,6 +309,7 @@ struct control *control_open(struct daemon *d, const char *path, char *err,
 	c->d = d;
 	c->loop = daemon_loop(d);
 	c->fd = -1;
+	wheel_timer_init(&c->pause, on_pause_end);
 	if ((size_t)snprintf(c->path, sizeof(c->path), "%s", path) >= sizeof(c->path)) {
 		snprintf(err, errlen, "control socket path %s is too long", path);
 		goto fail;
@@ -303,8 +359,14 @@ void control_close(struct control *c)
 		free(cl->out);
 		free(cl);
 	}
+	loop_timer_stop(c->loop, &c->pause);
 	loop_watch_stop(c->loop, &c->w);
 	close(c->fd);
 	unlink(c->path);
 	free(c);
+}
+
+void control_get_stats(const struct control *c, struct control_stats *out)
+{
+	*out = c ? c->st : (struct control_stats){ 0 };
 }

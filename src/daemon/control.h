@@ -9,9 +9,21 @@
 #define BERTH_CONTROL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* At most this many clients are served at once; more are refused at once
+ * with "error: too many control clients". */
+#define CONTROL_CLIENTS_MAX 64u
 
 struct control;
 struct daemon;
+
+/* Figures for `berthctl status`. */
+struct control_stats {
+	size_t clients;          /* connected now */
+	uint64_t refused;        /* turned away over CONTROL_CLIENTS_MAX */
+	uint64_t accept_pauses;  /* accepts paused, out of file descriptors */
+};
 
 /*
  * Listen on path (borrowed) for d's commands.  Creates the socket's parent
@@ -25,5 +37,8 @@ struct control *control_open(struct daemon *d, const char *path, char *err,
 
 /* Close every client, remove the socket file and free c.  Accepts NULL. */
 void control_close(struct control *c);
+
+/* Fill *out (caller-owned) with c's figures (all 0 when c is NULL). */
+void control_get_stats(const struct control *c, struct control_stats *out);
 
 #endif

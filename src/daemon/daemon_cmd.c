@@ -8,6 +8,7 @@
 #include "berth/portplan.h"
 #include "berth/session.h"
 #include "berth/sockpool.h"
+#include "daemon/control.h"
 #include "daemon/daemon_int.h"
 
 static void print_pool_summary(const struct daemon *d, FILE *out)
@@ -38,6 +39,12 @@ static int cmd_status(struct daemon *d, FILE *out)
 		plan->dynamic_lo, plan->dynamic_hi, plan->dynamic_how,
 		portset_count(&plan->reserved), portset_count(&plan->allowed));
 	print_pool_summary(d, out);
+	struct control_stats cs;
+	control_get_stats(d->control, &cs);
+	fprintf(out, "control: %zu clients (at most %u), %llu refused, "
+		"%llu accept pauses (out of file descriptors)\n", cs.clients,
+		CONTROL_CLIENTS_MAX, (unsigned long long)cs.refused,
+		(unsigned long long)cs.accept_pauses);
 	for (size_t i = 0; i < d->gen.nsvcs; i++) {
 		const struct daemon_service *s = &d->gen.svcs[i];
 		fprintf(out, "service %s (%s): %s\n", s->cfg->name,

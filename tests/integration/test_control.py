@@ -4,10 +4,13 @@ The protocol (berthd(8)): a client sends one command line and reads the
 reply until berthd closes.
 """
 import os
+import resource
 import socket
 import subprocess
+import time
 
 import pytest
+
 
 
 def run_berthd_expecting_failure(build_dir, tmp_path, sock, timeout=5):
@@ -53,3 +56,123 @@ def test_a_stale_socket_is_replaced(berthd, berthctl, tmp_path):
     berthd(f"[control]\nsocket = {sock}\n",
            ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
     assert os.path.exists(sock)
+
+
+def connect(sock):
+    """A client connection to sock; a full listen queue (EAGAIN on a unix
+    socket) is waited out for up to 5 s."""
+    deadline = time.monotonic() + 5
+    while True:
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.settimeout(5)
+        try:
+            c.connect(str(sock))
+            return c
+        except BlockingIOError:
+            c.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def read_all(c):
+    data = b""
+    while True:
+        chunk = c.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of pid so far, from /proc/PID/stat."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_file_descriptors_pauses_accepting(build_dir, berthctl, tmp_path):
+    """With its descriptors used up by idle clients, berthd must not spin on
+    the queued connections it cannot accept (the listener is level-
+    triggered); once the clients go, it accepts again."""
+    sock = tmp_path / "berth.sock"
+    conf = tmp_path / "berthd.conf"
+    conf.write_text(f"[control]\nsocket = {sock}\n")
+    log = tmp_path / "berthd.stderr"
+    limit = 24
+
+    def low_fd_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([str(build_dir / "berthd"), "-c", str(conf)],
+                                stdin=subprocess.DEVNULL, stderr=err,
+                                preexec_fn=low_fd_limit)
+    clients = []
+    try:
+        deadline = time.monotonic() + 10
+        while berthctl("-s", sock, "status").returncode != 0:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        # More idle clients than berthd has descriptors: the last ones wait
+        # in the listen queue.  (They have 5 s before berthd drops them.)
+        for _ in range(limit + 4):
+            clients.append(connect(sock))
+        time.sleep(0.3)
+        before = cpu_seconds(proc.pid)
+        time.sleep(1.0)
+        used = cpu_seconds(proc.pid) - before
+        assert used < 0.3, f"berthd used {used:.2f} s of CPU in 1 s: spinning"
+        assert "not accepting for 100 ms" in log.read_text()
+
+        for c in clients:
+            c.close()
+        clients = []
+        deadline = time.monotonic() + 5
+        while True:
+            out = berthctl("-s", sock, "status")
+            if out.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert out.returncode == 0, out.stderr
+        line = [l for l in out.stdout.splitlines() if l.startswith("control:")]
+        assert line and "0 accept pauses" not in line[0], out.stdout
+    finally:
+        for c in clients:
+            c.close()
+        proc.terminate()
+        try:
+            rc = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("berthd ignored SIGTERM")
+    report = log.read_text()
+    assert "Sanitizer" not in report and "runtime error:" not in report, report
+    assert rc == 0, report
+
+
+def test_clients_beyond_the_cap_are_refused_at_once(berthd, berthctl, tmp_path):
+    sock = tmp_path / "berth.sock"
+    berthd(f"[control]\nsocket = {sock}\n",
+           ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+    idle = [connect(sock) for _ in range(64)]
+    try:
+        time.sleep(0.2)
+        extra = connect(sock)
+        start = time.monotonic()
+        reply = read_all(extra)
+        extra.close()
+        assert time.monotonic() - start < 2
+        assert reply.decode().splitlines()[0] == "error: too many control clients"
+        out = berthctl("-s", sock, "status")
+        assert out.returncode == 2
+        assert "too many control clients" in out.stderr
+    finally:
+        for c in idle:
+            c.close()
+    deadline = time.monotonic() + 5
+    while (out := berthctl("-s", sock, "status")).returncode != 0:
+        assert time.monotonic() < deadline, out.stderr
+        time.sleep(0.05)
+    assert "control: 1 clients (at most 64), 2 refused" in out.stdout, out.stdout
