@@ -12,7 +12,6 @@
 
 #include "berth/loop.h"
 #include "berth/wheel.h"
-#include "daemon/daemon.h"
 
 /* A client has this long to send its command and read the reply. */
 #define CONTROL_DEADLINE_MS 5000u
@@ -35,8 +34,9 @@ struct control_client {
 };
 
 struct control {
-	struct daemon *d;
 	struct loop *loop;
+	control_cmd_fn *run;
+	void *arg;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int fd;
 	struct loop_watch w;
@@ -94,7 +94,7 @@ static void client_run(struct control_client *cl)
 		client_done(cl);
 		return;
 	}
-	int rc = daemon_command(cl->ctl->d, cl->line, out, err, sizeof(err));
+	int rc = cl->ctl->run(cl->ctl->arg, cl->line, out, err, sizeof(err));
 	fclose(out);
 	if (rc == 0)
 		fputs("ok\n", reply);
@@ -297,7 +297,8 @@ static int clear_path(const struct sockaddr_un *sun, const char *path,
 	return 0;
 }
 
-struct control *control_open(struct daemon *d, const char *path, char *err,
+struct control *control_open(struct loop *loop, const char *path,
+			     control_cmd_fn *run, void *arg, char *err,
 			     size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -306,8 +307,9 @@ struct control *control_open(struct daemon *d, const char *path, char *err,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	c->d = d;
-	c->loop = daemon_loop(d);
+	c->loop = loop;
+	c->run = run;
+	c->arg = arg;
 	c->fd = -1;
 	wheel_timer_init(&c->pause, on_pause_end);
 	if ((size_t)snprintf(c->path, sizeof(c->path), "%s", path) >= sizeof(c->path)) {

@@ -10,13 +10,22 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* At most this many clients are served at once; more are refused at once
  * with "error: too many control clients". */
 #define CONTROL_CLIENTS_MAX 64u
 
 struct control;
-struct daemon;
+struct loop;
+
+/*
+ * Run one command line (without its newline) for a client: write its output
+ * to out and return 0, or return -1 with a one-line reason in err.  arg is
+ * what control_open() was given.  daemon_command() in berthd.
+ */
+typedef int control_cmd_fn(void *arg, const char *line, FILE *out, char *err,
+			   size_t errlen);
 
 /* Figures for `berthctl status`. */
 struct control_stats {
@@ -26,13 +35,15 @@ struct control_stats {
 };
 
 /*
- * Listen on path (borrowed) for d's commands.  Creates the socket's parent
+ * Listen on path (borrowed) on loop (borrowed; it must outlive the control)
+ * for commands, each run by run(arg, ...).  Creates the socket's parent
  * directory (mode 0700) when missing, replaces a stale socket file, and
  * refuses to start when another berthd answers on path or when path is
- * anything but a socket (a regular file, a symbolic link...).  The socket is mode
- * 0600.  Returns the control object or NULL with the reason in err.
+ * anything but a socket (a regular file, a symbolic link...).  The socket
+ * is mode 0600.  Returns the control object or NULL with the reason in err.
  */
-struct control *control_open(struct daemon *d, const char *path, char *err,
+struct control *control_open(struct loop *loop, const char *path,
+			     control_cmd_fn *run, void *arg, char *err,
 			     size_t errlen);
 
 /* Close every client, remove the socket file and free c.  Accepts NULL. */

@@ -460,6 +460,13 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* The control socket's command function. */
+static int run_command(void *arg, const char *line, FILE *out, char *err,
+		       size_t errlen)
+{
+	return daemon_command(arg, line, out, err, errlen);
+}
+
 struct daemon *daemon_new(const char *path, char *err, size_t errlen)
 {
 	struct daemon *d = calloc(1, sizeof(*d));
@@ -491,7 +498,8 @@ struct daemon *daemon_new(const char *path, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	d->control = control_open(d, d->gen.cfg.control.socket, err, errlen);
+	d->control = control_open(d->loop, d->gen.cfg.control.socket, run_command,
+				  d, err, errlen);
 	if (!d->control)
 		goto fail;
 	adopt_pool(d);
