@@ -38,7 +38,8 @@ static void usage(FILE *f)
 	      "  -h, --help                 this help\n"
 	      "  -V, --version              print the version\n"
 	      "\n"
-	      "Exit status: 0 ok, 1 conflicts found, 2 usage or environment error.\n",
+	      "Exit status: 0 ok, 1 conflicts found or a reply from berthd cut short,\n"
+	      "2 usage or environment error, or an error berthd answered.\n",
 	      f);
 }
 

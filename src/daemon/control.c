@@ -2,9 +2,12 @@
 #include "daemon/control.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -13,8 +16,15 @@
 #include "berth/loop.h"
 #include "berth/wheel.h"
 
-/* A client has this long to send its command and read the reply. */
+/*
+ * A client has this long to send its command, and then as long again after
+ * each part of the reply it takes: a slow reader is served, a stuck one is
+ * dropped.
+ */
 #define CONTROL_DEADLINE_MS 5000u
+/* The reply goes out in sends of at most this much, so that the kernel's
+ * queue shrinks (and the deadline sees progress) as the client reads. */
+#define CONTROL_SEND_CHUNK 16384u
 /* Longest command line accepted. */
 #define CONTROL_LINE_MAX 512u
 /* How long the listener rests when berthd is out of file descriptors. */
@@ -31,6 +41,8 @@ struct control_client {
 	size_t len;
 	char *out;                  /* the reply, from open_memstream */
 	size_t outlen, sent;
+	size_t queued;              /* reply bytes the kernel held at the last
+				       deadline (re)start; SIZE_MAX: unknown */
 };
 
 struct control {
@@ -72,10 +84,54 @@ static void client_done(struct control_client *cl)
 		loop_defer_close(cl->ctl->loop, &cl->close, client_free);
 }
 
+/* What the kernel still holds of the reply for the client to read (its
+ * send queue, in bytes of memory), or SIZE_MAX when it does not say. */
+static size_t kernel_queued(int fd)
+{
+	int n;
+	return ioctl(fd, SIOCOUTQ, &n) == 0 && n >= 0 ? (size_t)n : SIZE_MAX;
+}
+
+/* (Re)start cl's deadline, CONTROL_DEADLINE_MS from now. */
+static void arm_deadline(struct control_client *cl)
+{
+	cl->queued = kernel_queued(cl->fd);
+	loop_timer_start_in(cl->ctl->loop, &cl->deadline, CONTROL_DEADLINE_MS);
+}
+
 static void on_client_deadline(struct wheel_timer *t, void *ctx)
 {
+	struct control_client *cl = wheel_container_of(t, struct control_client,
+						       deadline);
 	(void)ctx;
-	client_done(wheel_container_of(t, struct control_client, deadline));
+	/*
+	 * A client that took some of the reply since the deadline started is
+	 * slow, not stuck: the kernel wakes a writer only once most of its
+	 * queue is read, so the sends alone may see no progress for a while.
+	 */
+	if (cl->out && cl->sent < cl->outlen && kernel_queued(cl->fd) < cl->queued) {
+		arm_deadline(cl);
+		return;
+	}
+	client_done(cl);
+}
+
+/*
+ * Append body (len bytes) to reply as the protocol carries it (control.h):
+ * a '.' in front of every line that starts with '.', and a newline after a
+ * last line without one, so that no line of it is the end line ".".
+ */
+static void put_body(FILE *reply, const char *body, size_t len)
+{
+	bool line_start = true;
+	for (size_t i = 0; i < len; i++) {
+		if (line_start && body[i] == '.')
+			fputc('.', reply);
+		fputc(body[i], reply);
+		line_start = body[i] == '\n';
+	}
+	if (!line_start)
+		fputc('\n', reply);
 }
 
 /* Run the command in cl->line and queue "ok"/"error: ..." plus its output. */
@@ -96,11 +152,17 @@ static void client_run(struct control_client *cl)
 	}
 	int rc = cl->ctl->run(cl->ctl->arg, cl->line, out, err, sizeof(err));
 	fclose(out);
-	if (rc == 0)
+	if (rc == 0) {
 		fputs("ok\n", reply);
-	else
+	} else {
+		/* One line, whatever a file name in the reason holds. */
+		for (char *p = err; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
 		fprintf(reply, "error: %s\n", err);
-	fwrite(body, 1, bodylen, reply);
+	}
+	put_body(reply, body, bodylen);
+	fputs(".\n", reply);
 	fclose(reply);
 	free(body);
 	loop_watch_set(cl->ctl->loop, &cl->w, LOOP_WRITE);
@@ -112,16 +174,24 @@ static void on_client(struct loop *loop, struct loop_watch *w, unsigned events)
 	(void)loop;
 
 	if (cl->out) {
-		/* Writing the reply. */
+		/* Writing the reply; any progress restarts the deadline. */
+		bool progress = false;
 		while (cl->sent < cl->outlen) {
-			ssize_t n = send(cl->fd, cl->out + cl->sent, cl->outlen - cl->sent,
+			size_t len = cl->outlen - cl->sent;
+			ssize_t n = send(cl->fd, cl->out + cl->sent,
+					 len < CONTROL_SEND_CHUNK ? len : CONTROL_SEND_CHUNK,
 					 MSG_NOSIGNAL);
+			if (n < 0 && errno == EINTR)
+				continue;
 			if (n < 0) {
-				if (errno == EAGAIN || errno == EINTR)
-					return;
-				break;
+				if (errno != EAGAIN)
+					break;
+				if (progress)
+					arm_deadline(cl);
+				return;
 			}
 			cl->sent += (size_t)n;
+			progress = true;
 		}
 		client_done(cl);
 		return;
@@ -180,7 +250,7 @@ static void on_pause_end(struct wheel_timer *t, void *ctx)
 /* Over the client cap: say so, if the socket takes it at once, and close. */
 static void refuse(struct control *c, int fd)
 {
-	static const char msg[] = "error: too many control clients\n";
+	static const char msg[] = "error: too many control clients\n.\n";
 	c->st.refused++;
 	/* Best effort: a client whose socket cannot take it sees the close. */
 	(void)send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -220,7 +290,7 @@ static void on_accept(struct loop *loop, struct loop_watch *w, unsigned events)
 			free(cl);
 			continue;
 		}
-		loop_timer_start_in(loop, &cl->deadline, CONTROL_DEADLINE_MS);
+		arm_deadline(cl);
 		cl->next = c->clients;
 		c->clients = cl;
 		c->st.clients++;

@@ -3,7 +3,10 @@
  * protocol.  A client connects, sends one command line ("status", "pool",
  * "release 4500", "sessions", "reload") and reads the reply until the
  * server closes: a first line "ok" or "error: REASON", then the command's
- * output.  One command per connection keeps both sides trivial.
+ * output, then the end line ".".  An output line that starts with '.' is
+ * sent with one more '.' in front (the client takes it off), so the end
+ * line cannot occur inside the output, and a reply without it was cut short.
+ * One command per connection keeps both sides trivial.
  */
 #ifndef BERTH_CONTROL_H
 #define BERTH_CONTROL_H

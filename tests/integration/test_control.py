@@ -176,3 +176,80 @@ def test_clients_beyond_the_cap_are_refused_at_once(berthd, berthctl, tmp_path):
         assert time.monotonic() < deadline, out.stderr
         time.sleep(0.05)
     assert "control: 1 clients (at most 64), 2 refused" in out.stdout, out.stdout
+
+
+def fake_berthd(path, reply):
+    """A one-shot control socket at path that reads a command line and
+    answers reply (bytes) as given, then closes.  Returns the thread."""
+    import threading
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(1)
+    srv.settimeout(10)
+
+    def serve():
+        with srv:
+            conn, _ = srv.accept()
+            with conn:
+                conn.settimeout(10)
+                got = b""
+                while not got.endswith(b"\n"):
+                    chunk = conn.recv(512)
+                    if not chunk:
+                        break
+                    got += chunk
+                conn.sendall(reply)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+def test_berthctl_reports_a_reply_cut_short(berthctl, tmp_path):
+    sock = tmp_path / "fake.sock"
+    t = fake_berthd(sock, b"ok\nport 4500 released: free now\n")
+    out = berthctl("-s", sock, "release", "4500")
+    t.join(5)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "error: reply from berthd cut short" in out.stderr
+    assert out.stdout == "port 4500 released: free now\n"
+
+    # Cut in the middle of a line: the partial line is ended, then the error.
+    sock2 = tmp_path / "fake2.sock"
+    t = fake_berthd(sock2, b"ok\nsize:   25")
+    out = berthctl("-s", sock2, "pool")
+    t.join(5)
+    assert out.returncode == 1
+    assert out.stdout == "size:   25\n"
+    assert "cut short" in out.stderr
+
+
+def test_berthctl_strips_the_end_line_and_dot_stuffing(berthctl, tmp_path):
+    sock = tmp_path / "fake.sock"
+    t = fake_berthd(sock, b"ok\n..\n...x\nplain\n.\n")
+    out = berthctl("-s", sock, "status")
+    t.join(5)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ".\n..x\nplain\n"
+    assert out.stderr == ""
+
+    sock2 = tmp_path / "fake2.sock"
+    t = fake_berthd(sock2, b"error: no pool: the config has no [pool] section\n.\n")
+    out = berthctl("-s", sock2, "pool")
+    t.join(5)
+    assert out.returncode == 2
+    assert out.stderr == "berthctl: berthd: no pool: the config has no [pool] section\n"
+
+
+def test_a_real_reply_ends_properly(berthd, berthctl, tmp_path):
+    sock = tmp_path / "berth.sock"
+    berthd(f"[control]\nsocket = {sock}\n",
+           ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+    c = connect(sock)
+    c.sendall(b"status\n")
+    reply = read_all(c).decode()
+    c.close()
+    assert reply.startswith("ok\nberthd ")
+    assert reply.endswith("\n.\n")
+    out = berthctl("-s", sock, "status")
+    assert out.returncode == 0 and not out.stdout.endswith(".\n")
