@@ -297,8 +297,46 @@ static void on_accept(struct loop *loop, struct loop_watch *w, unsigned events)
 	}
 }
 
-/* Create the socket's directory when it is missing (one level, 0700). */
-static int make_parent(const char *path, char *err, size_t errlen)
+/* What a file of mode m is, for messages. */
+static const char *file_kind(mode_t m)
+{
+	return S_ISREG(m) ? "a regular file" : S_ISDIR(m) ? "a directory" :
+	       S_ISLNK(m) ? "a symbolic link" : S_ISFIFO(m) ? "a FIFO" :
+	       S_ISCHR(m) || S_ISBLK(m) ? "a device" :
+	       S_ISSOCK(m) ? "a socket" : "an unknown kind of file";
+}
+
+int control_check_dir(const char *dir, uid_t euid, char *err, size_t errlen)
+{
+	struct stat st;
+	if (lstat(dir, &st) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "control directory %s: %s", dir, strerror(e));
+		return -e;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "control directory %s is %s, not a directory; "
+			 "remove it or set [control] socket", dir, file_kind(st.st_mode));
+		return -ENOTDIR;
+	}
+	if (st.st_uid != euid || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		snprintf(err, errlen, "control directory %s is not private: owner uid "
+			 "%u, mode %04o (berthd needs owner uid %u and no write for group "
+			 "or others); remove it or set [control] socket", dir,
+			 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+			 (unsigned)euid);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/*
+ * Create the socket's directory when it is missing (one level, 0700).  A
+ * private one must then be berthd's own: anyone may create a directory in
+ * /tmp first, and whoever owns it can swap the socket.
+ */
+static int make_parent(const char *path, bool private_dir, char *err,
+		       size_t errlen)
 {
 	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	snprintf(dir, sizeof(dir), "%s", path);
@@ -307,11 +345,12 @@ static int make_parent(const char *path, char *err, size_t errlen)
 		return 0;
 	*slash = '\0';
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		int e = errno;
 		snprintf(err, errlen, "control socket %s: cannot create %s: %s", path,
-			 dir, strerror(errno));
-		return -errno;
+			 dir, strerror(e));
+		return -e;
 	}
-	return 0;
+	return private_dir ? control_check_dir(dir, geteuid(), err, errlen) : 0;
 }
 
 /* Is some process answering on path already? */
@@ -323,14 +362,6 @@ static bool someone_listens(const struct sockaddr_un *sun)
 	bool yes = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
 	close(fd);
 	return yes;
-}
-
-/* What a file of mode m is, for messages. */
-static const char *file_kind(mode_t m)
-{
-	return S_ISREG(m) ? "a regular file" : S_ISDIR(m) ? "a directory" :
-	       S_ISLNK(m) ? "a symbolic link" : S_ISFIFO(m) ? "a FIFO" :
-	       S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a socket";
 }
 
 /*
@@ -368,8 +399,8 @@ static int clear_path(const struct sockaddr_un *sun, const char *path,
 }
 
 struct control *control_open(struct loop *loop, const char *path,
-			     control_cmd_fn *run, void *arg, char *err,
-			     size_t errlen)
+			     bool private_dir, control_cmd_fn *run, void *arg,
+			     char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct control *c = calloc(1, sizeof(*c));
@@ -387,7 +418,7 @@ struct control *control_open(struct loop *loop, const char *path,
 		goto fail;
 	}
 	memcpy(sun.sun_path, c->path, sizeof(sun.sun_path));
-	if (make_parent(c->path, err, errlen) < 0)
+	if (make_parent(c->path, private_dir, err, errlen) < 0)
 		goto fail;
 	if (clear_path(&sun, c->path, err, errlen) < 0)
 		goto fail;

@@ -11,9 +11,11 @@
 #ifndef BERTH_CONTROL_H
 #define BERTH_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 /* At most this many clients are served at once; more are refused at once
  * with "error: too many control clients". */
@@ -40,14 +42,23 @@ struct control_stats {
 /*
  * Listen on path (borrowed) on loop (borrowed; it must outlive the control)
  * for commands, each run by run(arg, ...).  Creates the socket's parent
- * directory (mode 0700) when missing, replaces a stale socket file, and
- * refuses to start when another berthd answers on path or when path is
- * anything but a socket (a regular file, a symbolic link...).  The socket
- * is mode 0600.  Returns the control object or NULL with the reason in err.
+ * directory (mode 0700) when missing; with private_dir (the config's
+ * fallback under /tmp, see struct config_control) that directory must pass
+ * control_check_dir() too.  Replaces a stale socket file, and refuses to
+ * start when another berthd answers on path or when path is anything but a
+ * socket (a regular file, a symbolic link...).  The socket is mode 0600.
+ * Returns the control object or NULL with the reason in err.
  */
 struct control *control_open(struct loop *loop, const char *path,
-			     control_cmd_fn *run, void *arg, char *err,
-			     size_t errlen);
+			     bool private_dir, control_cmd_fn *run, void *arg,
+			     char *err, size_t errlen);
+
+/*
+ * Is dir (borrowed) a private directory of euid: a directory itself (not a
+ * symbolic link), owned by euid, writable by neither group nor others?
+ * Returns 0, or -errno with the reason, naming dir, owner and mode, in err.
+ */
+int control_check_dir(const char *dir, uid_t euid, char *err, size_t errlen);
 
 /* Close every client, remove the socket file and free c.  Accepts NULL. */
 void control_close(struct control *c);

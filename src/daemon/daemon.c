@@ -498,8 +498,9 @@ struct daemon *daemon_new(const char *path, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	d->control = control_open(d->loop, d->gen.cfg.control.socket, run_command,
-				  d, err, errlen);
+	d->control = control_open(d->loop, d->gen.cfg.control.socket,
+				  d->gen.cfg.control.private_dir, run_command, d,
+				  err, errlen);
 	if (!d->control)
 		goto fail;
 	adopt_pool(d);

@@ -253,3 +253,55 @@ def test_a_real_reply_ends_properly(berthd, berthctl, tmp_path):
     assert reply.endswith("\n.\n")
     out = berthctl("-s", sock, "status")
     assert out.returncode == 0 and not out.stdout.endswith(".\n")
+
+
+def test_the_tmp_fallback_directory_must_be_berthds_own(build_dir):
+    """Not root and no XDG_RUNTIME_DIR: the socket goes to /tmp/berth-UID,
+    a name anyone can take first.  berthd runs as an unused uid here and
+    must refuse that directory when it is not its own and private."""
+    import random
+    import shutil
+    import tempfile
+    from pathlib import Path
+    for _ in range(100):
+        uid = random.randrange(200000, 300000)
+        fallback = Path(f"/tmp/berth-{uid}")
+        if not fallback.exists():
+            break
+    confdir = Path(tempfile.mkdtemp(prefix="berth-test-fallback-"))
+    try:
+        confdir.chmod(0o755)
+        conf = confdir / "berthd.conf"
+        conf.write_text("[control]\n")  # socket = berth.sock, relative
+        conf.chmod(0o644)
+        env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+        cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+               str(build_dir / "berthd"), "-c", str(conf)]
+
+        fallback.mkdir()
+        fallback.chmod(0o777)  # made by someone else, open to all
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                             timeout=5, stdin=subprocess.DEVNULL)
+        assert out.returncode == 1, out.stderr
+        assert f"control directory {fallback} is not private" in out.stderr
+        assert not (fallback / "berth.sock").exists()
+
+        # Its own and private: berthd runs there.
+        os.chown(fallback, uid, uid)
+        fallback.chmod(0o700)
+        log = confdir / "berthd.stderr"
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(cmd, env=env, stderr=err,
+                                    stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while not (fallback / "berth.sock").exists():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=5) == 0, log.read_text()
+    finally:
+        shutil.rmtree(fallback, ignore_errors=True)
+        shutil.rmtree(confdir, ignore_errors=True)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -82,7 +83,8 @@ static struct fx *fx_new(void)
 	fx->loop = loop_new(&cfg);
 	assert_non_null(fx->loop);
 	char err[512] = "";
-	fx->ctl = control_open(fx->loop, fx->path, fx_run, fx, err, sizeof(err));
+	fx->ctl = control_open(fx->loop, fx->path, false, fx_run, fx, err,
+			       sizeof(err));
 	if (!fx->ctl)
 		fail_msg("control_open: %s", err);
 	fx->listen_fd = registered_fd(fx, NULL, 0);
@@ -314,6 +316,76 @@ static void test_a_silent_client_is_dropped_after_the_deadline(void **state)
 	fx_free(fx);
 }
 
+/* ---- the private directory of the /tmp fallback -------------------------- */
+
+static void test_check_dir(void **state)
+{
+	(void)state;
+	char base[] = "/tmp/berth-test-dir-XXXXXX";
+	assert_non_null(mkdtemp(base));
+	char dir[128], file[128], link[128], err[512];
+	snprintf(dir, sizeof(dir), "%s/d", base);
+	snprintf(file, sizeof(file), "%s/f", base);
+	snprintf(link, sizeof(link), "%s/l", base);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(control_check_dir(dir, geteuid(), err, sizeof(err)), 0);
+
+	/* Anyone may write: someone else could swap the socket. */
+	assert_int_equal(chmod(dir, 0777), 0);
+	assert_int_equal(control_check_dir(dir, geteuid(), err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, dir));
+	assert_non_null(strstr(err, "mode 0777"));
+	assert_int_equal(chmod(dir, 0720), 0);
+	assert_int_equal(control_check_dir(dir, geteuid(), err, sizeof(err)), -EPERM);
+	assert_int_equal(chmod(dir, 0755), 0);
+	assert_int_equal(control_check_dir(dir, geteuid(), err, sizeof(err)), 0);
+
+	/* Someone else's. */
+	assert_int_equal(control_check_dir(dir, geteuid() + 1, err, sizeof(err)),
+			 -EPERM);
+	assert_non_null(strstr(err, "owner uid"));
+
+	/* Not a directory, or a link to one. */
+	FILE *f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(control_check_dir(file, geteuid(), err, sizeof(err)), -ENOTDIR);
+	assert_non_null(strstr(err, "a regular file"));
+	assert_int_equal(symlink(dir, link), 0);
+	assert_int_equal(control_check_dir(link, geteuid(), err, sizeof(err)), -ENOTDIR);
+	assert_non_null(strstr(err, "a symbolic link"));
+
+	/* control_open() with private_dir refuses a shared directory... */
+	struct loop_fake *fake = loop_fake_new(FX_START_MS);
+	struct loop_config cfg = loop_fake_config(fake);
+	struct loop *l = loop_new(&cfg);
+	assert_non_null(l);
+	char path[200];
+	snprintf(path, sizeof(path), "%s/berth.sock", dir);
+	assert_int_equal(chmod(dir, 0777), 0);
+	assert_null(control_open(l, path, true, fx_run, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "not private"));
+	assert_int_equal(access(path, F_OK), -1);
+	/* ... and a symbolic link, but takes the directory it creates. */
+	snprintf(path, sizeof(path), "%s/berth.sock", link);
+	assert_null(control_open(l, path, true, fx_run, NULL, err, sizeof(err)));
+	char fresh[100];
+	snprintf(fresh, sizeof(fresh), "%s/new", base);
+	snprintf(path, sizeof(path), "%s/berth.sock", fresh);
+	struct control *c = control_open(l, path, true, fx_run, NULL, err, sizeof(err));
+	if (!c)
+		fail_msg("control_open: %s", err);
+	control_close(c);
+	loop_free(l);
+	loop_fake_free(fake);
+
+	assert_int_equal(rmdir(fresh), 0);
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(unlink(file), 0);
+	assert_int_equal(rmdir(dir), 0);
+	assert_int_equal(rmdir(base), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -322,6 +394,7 @@ int main(void)
 		cmocka_unit_test(test_a_slow_reader_gets_the_whole_reply),
 		cmocka_unit_test(test_a_stuck_reader_is_dropped_without_the_end_line),
 		cmocka_unit_test(test_a_silent_client_is_dropped_after_the_deadline),
+		cmocka_unit_test(test_check_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
