@@ -178,14 +178,16 @@ def test_clients_beyond_the_cap_are_refused_at_once(berthd, berthctl, tmp_path):
     assert "control: 1 clients (at most 64), 2 refused" in out.stdout, out.stdout
 
 
-def fake_berthd(path, reply):
+def fake_berthd(path, reply, got=None):
     """A one-shot control socket at path that reads a command line and
-    answers reply (bytes) as given, then closes.  Returns the thread."""
+    answers reply (bytes) as given, then closes.  Returns the thread; the
+    command line it read is appended to the list got."""
     import threading
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(str(path))
     srv.listen(1)
     srv.settimeout(10)
+    record = got
 
     def serve():
         with srv:
@@ -198,6 +200,8 @@ def fake_berthd(path, reply):
                     if not chunk:
                         break
                     got += chunk
+                if record is not None:
+                    record.append(got)
                 conn.sendall(reply)
 
     t = threading.Thread(target=serve, daemon=True)
@@ -305,3 +309,22 @@ def test_the_tmp_fallback_directory_must_be_berthds_own(build_dir):
     finally:
         shutil.rmtree(fallback, ignore_errors=True)
         shutil.rmtree(confdir, ignore_errors=True)
+
+
+def test_release_checks_its_port_before_asking_berthd(berthctl, tmp_path):
+    missing = tmp_path / "nobody.sock"
+    for bad in ("0", "65536", "-1", "+80", "45x", "4 5", "", "1" + "0" * 65,
+                "9" * 66):
+        out = berthctl("-s", missing, "release", bad)
+        assert out.returncode == 2, (bad, out.stderr)
+        assert f"release: '{bad}' is not a port (1-65535" in out.stderr, out.stderr
+
+    # A long but valid number goes to berthd whole, as its value: before,
+    # berthctl cut it to 64 characters and released another port.
+    sock = tmp_path / "fake.sock"
+    got = []
+    t = fake_berthd(sock, b"ok\nport 4500 released\n.\n", got)
+    out = berthctl("-s", sock, "release", "0" * 62 + "4500")
+    t.join(5)
+    assert out.returncode == 0, out.stderr
+    assert got == [b"release 4500\n"]
