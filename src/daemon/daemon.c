@@ -306,6 +306,26 @@ static const struct daemon_service_ops *ops_for(enum config_protocol p)
 	return NULL;
 }
 
+int daemon_check_services(const struct berth_config *cfg, FILE *warn,
+			  char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->nservices; i++) {
+		const struct config_service *cs = &cfg->services[i];
+		const struct daemon_service_ops *ops = ops_for(cs->protocol);
+		if (!ops) {
+			fprintf(warn, "berthd: %s:%u: [service %s]: the %s service is "
+				"not part of this build yet: berthd will not start it\n",
+				cfg->file, cs->line, cs->name,
+				config_protocol_name(cs->protocol));
+			continue;
+		}
+		int rc = ops->check(cfg, cs, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /*
  * Start every service of g.  A service that fails to start is reported and
  * left out; the others run (an operator fixing one service should not lose
@@ -332,8 +352,10 @@ static int start_services(struct daemon *d, struct daemon_gen *g, char *err,
 		char why[512] = "";
 		s->cfg = cs;
 		s->ops = ops_for(cs->protocol);
-		int rc = s->ops ? s->ops->start(d, cs, &s->state, why, sizeof(why))
+		int rc = s->ops ? s->ops->check(&g->cfg, cs, why, sizeof(why))
 				: -ENOSYS;
+		if (rc == 0)
+			rc = s->ops->start(d, cs, &s->state, why, sizeof(why));
 		if (rc == -ENOSYS) {
 			fprintf(stderr, "berthd: %s:%u: [service %s]: not started: the %s "
 				"service is not part of this build yet\n",
