@@ -73,6 +73,14 @@ static void client_free(struct loop *loop, struct loop_close *c)
 	}
 	loop_timer_stop(loop, &cl->deadline);
 	loop_watch_stop(loop, &cl->w);
+	/*
+	 * Closing with unread input makes the kernel reset the connection,
+	 * and the client may see that before the reply: read away what a
+	 * client refused mid-line already sent.
+	 */
+	char junk[4096];
+	for (int i = 0; i < 16 && recv(cl->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
+		;
 	close(cl->fd);
 	free(cl->out);
 	free(cl);
@@ -134,24 +142,19 @@ static void put_body(FILE *reply, const char *body, size_t len)
 		fputc('\n', reply);
 }
 
-/* Run the command in cl->line and queue "ok"/"error: ..." plus its output. */
-static void client_run(struct control_client *cl)
+/*
+ * Queue the reply and start writing it: "ok" (rc 0) or "error: " and err
+ * (made one line in place), then the body as put_body() carries it, then
+ * the end line.
+ */
+static void client_reply(struct control_client *cl, int rc, char *err,
+			 const char *body, size_t bodylen)
 {
-	char *body = NULL, err[1024] = "";
-	size_t bodylen = 0;
-	FILE *out = open_memstream(&body, &bodylen);
 	FILE *reply = open_memstream(&cl->out, &cl->outlen);
-	if (!out || !reply) {
-		if (out)
-			fclose(out);
-		if (reply)
-			fclose(reply);
-		free(body);
+	if (!reply) {
 		client_done(cl);
 		return;
 	}
-	int rc = cl->ctl->run(cl->ctl->arg, cl->line, out, err, sizeof(err));
-	fclose(out);
 	if (rc == 0) {
 		fputs("ok\n", reply);
 	} else {
@@ -163,9 +166,35 @@ static void client_run(struct control_client *cl)
 	}
 	put_body(reply, body, bodylen);
 	fputs(".\n", reply);
-	fclose(reply);
-	free(body);
+	if (fclose(reply) != 0 || !cl->out) {
+		client_done(cl);
+		return;
+	}
 	loop_watch_set(cl->ctl->loop, &cl->w, LOOP_WRITE);
+}
+
+/* Answer "error: " and why without running anything. */
+static void client_refuse(struct control_client *cl, const char *why)
+{
+	char err[128];
+	snprintf(err, sizeof(err), "%s", why);
+	client_reply(cl, -1, err, NULL, 0);
+}
+
+/* Run the command in cl->line and queue its reply. */
+static void client_run(struct control_client *cl)
+{
+	char *body = NULL, err[1024] = "";
+	size_t bodylen = 0;
+	FILE *out = open_memstream(&body, &bodylen);
+	if (!out) {
+		client_done(cl);
+		return;
+	}
+	int rc = cl->ctl->run(cl->ctl->arg, cl->line, out, err, sizeof(err));
+	fclose(out);
+	client_reply(cl, rc, err, body, bodylen);
+	free(body);
 }
 
 static void on_client(struct loop *loop, struct loop_watch *w, unsigned events)
@@ -203,21 +232,26 @@ static void on_client(struct loop *loop, struct loop_watch *w, unsigned events)
 	ssize_t n = recv(cl->fd, cl->line + cl->len, sizeof(cl->line) - 1 - cl->len, 0);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
-		client_done(cl);
+	if (n < 0 || (n == 0 && cl->len == 0)) {
+		client_done(cl); /* gone, or asked nothing */
 		return;
 	}
+	/* The bytes before these held no newline; EOF ends the line too. */
+	const char *nl = memchr(cl->line + cl->len, '\n', (size_t)n);
 	cl->len += (size_t)n;
-	cl->line[cl->len] = '\0';
-	char *nl = strchr(cl->line, '\n');
-	if (!nl) {
-		if (cl->len + 1 >= sizeof(cl->line))
-			client_done(cl); /* no command is this long */
+	size_t end = nl ? (size_t)(nl - cl->line) : cl->len;
+	if (memchr(cl->line, '\0', end)) {
+		client_refuse(cl, "NUL in command");
 		return;
 	}
-	*nl = '\0';
-	if (nl > cl->line && nl[-1] == '\r')
-		nl[-1] = '\0';
+	if (!nl && n > 0) {
+		if (cl->len + 1 >= sizeof(cl->line))
+			client_refuse(cl, "line too long");
+		return;
+	}
+	cl->line[end] = '\0';
+	if (end > 0 && cl->line[end - 1] == '\r')
+		cl->line[end - 1] = '\0';
 	client_run(cl);
 }
 

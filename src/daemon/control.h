@@ -6,7 +6,9 @@
  * output, then the end line ".".  An output line that starts with '.' is
  * sent with one more '.' in front (the client takes it off), so the end
  * line cannot occur inside the output, and a reply without it was cut short.
- * One command per connection keeps both sides trivial.
+ * EOF ends the command line as a newline does; a line too long or holding
+ * a NUL gets "error: line too long" / "error: NUL in command".  One command
+ * per connection keeps both sides trivial.
  */
 #ifndef BERTH_CONTROL_H
 #define BERTH_CONTROL_H

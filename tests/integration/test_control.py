@@ -328,3 +328,25 @@ def test_release_checks_its_port_before_asking_berthd(berthctl, tmp_path):
     t.join(5)
     assert out.returncode == 0, out.stderr
     assert got == [b"release 4500\n"]
+
+
+def test_malformed_lines_get_an_error_line(berthd, berthctl, tmp_path):
+    sock = tmp_path / "berth.sock"
+    berthd(f"[control]\nsocket = {sock}\n",
+           ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+
+    def ask(data, shut=False):
+        c = connect(sock)
+        c.sendall(data)
+        if shut:
+            c.shutdown(socket.SHUT_WR)
+        start = time.monotonic()
+        reply = read_all(c).decode()
+        c.close()
+        assert time.monotonic() - start < 2, "berthd waited for its deadline"
+        return reply
+
+    assert ask(b"x" * 600) == "error: line too long\n.\n"
+    assert ask(b"status\0junk\n") == "error: NUL in command\n.\n"
+    reply = ask(b"status", shut=True)
+    assert reply.startswith("ok\nberthd ") and reply.endswith("\n.\n")

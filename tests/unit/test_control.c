@@ -2,7 +2,8 @@
  * Unit tests for berthd's control socket (src/daemon/control.c) on the fake
  * loop and clock with real unix sockets: the reply's framing (end line ".",
  * dot-stuffed output lines), the deadline that a slow reader keeps pushing
- * forward and a stuck one runs into, and malformed command lines.
+ * forward and a stuck one runs into, malformed command lines (too long, a
+ * NUL, EOF instead of a newline), and the private directory check.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -316,6 +317,81 @@ static void test_a_silent_client_is_dropped_after_the_deadline(void **state)
 	fx_free(fx);
 }
 
+/* ---- malformed command lines ---------------------------------------------- */
+
+/* Read the whole reply (the client's side is done sending). */
+static char *reply_of(struct fx *fx, int c, int server)
+{
+	struct buf b = { 0 };
+	for (int i = 0; i < 100 && !read_some(c, &b, SIZE_MAX); i++)
+		fx_writable(fx, server);
+	assert_non_null(b.p);
+	return b.p;
+}
+
+static void test_a_line_too_long_gets_an_error(void **state)
+{
+	(void)state;
+	struct fx *fx = fx_new();
+	char line[600];
+	memset(line, 'a', sizeof(line));
+	char *r = ask(fx, line, sizeof(line));
+	assert_string_equal(r, "error: line too long\n.\n");
+	assert_int_equal(fx->runs, 0);
+	free(r);
+	fx_free(fx);
+}
+
+static void test_a_nul_in_the_line_gets_an_error(void **state)
+{
+	(void)state;
+	struct fx *fx = fx_new();
+	char *r = ask(fx, "status\0junk\n", 12);
+	assert_string_equal(r, "error: NUL in command\n.\n");
+	assert_int_equal(fx->runs, 0);
+	free(r);
+	/* Even before the newline arrives. */
+	r = ask(fx, "sta\0", 4);
+	assert_string_equal(r, "error: NUL in command\n.\n");
+	free(r);
+	fx_free(fx);
+}
+
+static void test_eof_ends_the_line(void **state)
+{
+	(void)state;
+	struct fx *fx = fx_new();
+	fx->body = "up\n";
+	fx->body_len = 3;
+	int server;
+	int c = fx_connect(fx, &server);
+	fx_send(fx, c, server, "status", 6);
+	assert_int_equal(fx->runs, 0);
+	assert_int_equal(shutdown(c, SHUT_WR), 0);
+	assert_int_equal(loop_fake_inject(fx->fake, server, LOOP_READ), 0);
+	fx_run_once(fx);
+	assert_int_equal(fx->runs, 1);
+	assert_string_equal(fx->last_line, "status");
+	char *r = reply_of(fx, c, server);
+	assert_string_equal(r, "ok\nup\n.\n");
+	free(r);
+	close(c);
+
+	/* A client that asks nothing and goes gets nothing. */
+	c = fx_connect(fx, &server);
+	assert_int_equal(shutdown(c, SHUT_WR), 0);
+	assert_int_equal(loop_fake_inject(fx->fake, server, LOOP_READ), 0);
+	fx_run_once(fx);
+	assert_true(loop_fake_interest(fx->fake, server) < 0);
+	struct buf b = { 0 };
+	assert_true(read_some(c, &b, SIZE_MAX));
+	assert_int_equal(b.len, 0);
+	assert_int_equal(fx->runs, 1);
+	free(b.p);
+	close(c);
+	fx_free(fx);
+}
+
 /* ---- the private directory of the /tmp fallback -------------------------- */
 
 static void test_check_dir(void **state)
@@ -394,6 +470,9 @@ int main(void)
 		cmocka_unit_test(test_a_slow_reader_gets_the_whole_reply),
 		cmocka_unit_test(test_a_stuck_reader_is_dropped_without_the_end_line),
 		cmocka_unit_test(test_a_silent_client_is_dropped_after_the_deadline),
+		cmocka_unit_test(test_a_line_too_long_gets_an_error),
+		cmocka_unit_test(test_a_nul_in_the_line_gets_an_error),
+		cmocka_unit_test(test_eof_ends_the_line),
 		cmocka_unit_test(test_check_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
