@@ -11,7 +11,7 @@
 
 static void usage(FILE *f)
 {
-	fputs("usage: berthctl [-c FILE] VERB [ARGS]\n"
+	fputs("usage: berthctl [-c FILE] [-s PATH] VERB [ARGS]\n"
 	      "\n"
 	      "Offline verbs (read the config, the kernel and /proc; no daemon needed):\n"
 	      "  show dynamicport tcp|udp   the dynamic port range, netsh style\n"
@@ -39,8 +39,9 @@ static void usage(FILE *f)
 	      "  -h, --help                 this help\n"
 	      "  -V, --version              print the version\n"
 	      "\n"
-	      "Exit status: 0 ok, 1 conflicts found or a reply from berthd cut short,\n"
-	      "2 usage or environment error, or an error berthd answered.\n",
+	      "Exit status: 0 ok; 1 conflicts found (check), nobody holds the port\n"
+	      "(who) or a reply from berthd cut short; 2 usage or environment error,\n"
+	      "or an error berthd answered.\n",
 	      f);
 }
 
