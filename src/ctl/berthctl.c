@@ -1,5 +1,6 @@
 /* berthctl: berth's operator tool.  Parses the command line and dispatches
  * to one verb per file (see ctl.h). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,7 @@
 
 static void usage(FILE *f)
 {
-	fputs("usage: berthctl [-c FILE] VERB [ARGS]\n"
+	fputs("usage: berthctl [-c FILE] [-s PATH] VERB [ARGS]\n"
 	      "\n"
 	      "Offline verbs (read the config, the kernel and /proc; no daemon needed):\n"
 	      "  show dynamicport tcp|udp   the dynamic port range, netsh style\n"
@@ -38,7 +39,9 @@ static void usage(FILE *f)
 	      "  -h, --help                 this help\n"
 	      "  -V, --version              print the version\n"
 	      "\n"
-	      "Exit status: 0 ok, 1 conflicts found, 2 usage or environment error.\n",
+	      "Exit status: 0 ok; 1 conflicts found (check), nobody holds the port\n"
+	      "(who) or a reply from berthd cut short; 2 usage or environment error,\n"
+	      "or an error berthd answered.\n",
 	      f);
 }
 
@@ -98,6 +101,19 @@ static bool is_live_verb(char **argv)
 	return strcmp(argv[0], "release") == 0;
 }
 
+/* A port number: decimal digits only, 1-65535.  0 or -EINVAL. */
+static int parse_port(const char *text, unsigned long *port)
+{
+	if (!*text || text[strspn(text, "0123456789")])
+		return -EINVAL;
+	errno = 0;
+	unsigned long v = strtoul(text, NULL, 10);
+	if (errno || v == 0 || v > 65535)
+		return -EINVAL;
+	*port = v;
+	return 0;
+}
+
 static int run_live_verb(const char *config, const char *socket_path, int argc,
 			 char **argv)
 {
@@ -108,8 +124,17 @@ static int run_live_verb(const char *config, const char *socket_path, int argc,
 		return CTL_ERROR;
 	}
 	char command[128];
-	snprintf(command, sizeof(command), "%s%s%.64s", argv[0], release ? " " : "",
-		 release ? argv[1] : "");
+	if (release) {
+		unsigned long port = 0;
+		if (parse_port(argv[1], &port) < 0) {
+			fprintf(stderr, "berthctl: release: '%s' is not a port "
+				"(1-65535, digits only)\n", argv[1]);
+			return CTL_ERROR;
+		}
+		snprintf(command, sizeof(command), "release %lu", port);
+	} else {
+		snprintf(command, sizeof(command), "%s", argv[0]);
+	}
 	if (socket_path)
 		return ctl_live(socket_path, command, stdout, stderr);
 

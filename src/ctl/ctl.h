@@ -1,7 +1,8 @@
 /*
  * berthctl's verbs.  Each verb lives in its own file and returns the process
- * exit status: 0 success, 1 a finding the operator must act on (conflicts),
- * 2 a usage or environment error (message already printed to err).
+ * exit status: 0 success, 1 a finding the operator must act on (conflicts,
+ * nobody holding a port) or a reply from berthd cut short, 2 a usage or
+ * environment error (message already printed to err).
  */
 #ifndef BERTH_CTL_H
 #define BERTH_CTL_H
@@ -55,7 +56,8 @@ int ctl_apply(const struct plan *plan, const char *sysctl_dir, int dry_run,
  * Send command ("status", "pool", "release 4500", "sessions", "reload") to
  * the berthd listening on socket_path and copy its output to out.  Exit
  * status 0 when berthd answers ok, 2 with its reason (or why it could not
- * be reached: not running, stale socket, wrong path) on err.  (live.c)
+ * be reached: not running, stale socket, wrong path) on err, 1 when the
+ * reply lacks its end line (cut short; what came is printed).  (live.c)
  */
 int ctl_live(const char *socket_path, const char *command, FILE *out,
 	     FILE *err);

@@ -45,6 +45,68 @@ static int connect_control(const char *path, FILE *err)
 	return -1;
 }
 
+/*
+ * berthd's reply as it arrives: the first line is "ok" or "error: REASON",
+ * then the output, then the end line "." (daemon/control.h).  Output lines
+ * starting with '.' come with one more '.' in front, taken off here.
+ */
+struct reply {
+	enum { FIRST, LINE_START, DOT, IN_LINE, END } state;
+	char first[512];
+	size_t flen;
+	bool ok;
+	FILE *sink; /* out after "ok", err after an error */
+};
+
+/* Take in n bytes of the reply: the output to out, the error to err. */
+static void reply_feed(struct reply *r, const char *buf, size_t n, FILE *out,
+		       FILE *err)
+{
+	for (size_t i = 0; i < n && r->state != END; i++) {
+		char c = buf[i];
+		switch (r->state) {
+		case FIRST:
+			if (c != '\n') {
+				if (r->flen + 1 < sizeof(r->first))
+					r->first[r->flen++] = c;
+				break;
+			}
+			r->first[r->flen] = '\0';
+			r->ok = strcmp(r->first, "ok") == 0;
+			if (!r->ok)
+				fprintf(err, "berthctl: berthd: %s\n",
+					strncmp(r->first, "error: ", 7) == 0 ? r->first + 7
+									    : r->first);
+			r->sink = r->ok ? out : err;
+			r->state = LINE_START;
+			break;
+		case LINE_START:
+			if (c == '.') {
+				r->state = DOT;
+				break;
+			}
+			fputc(c, r->sink);
+			r->state = c == '\n' ? LINE_START : IN_LINE;
+			break;
+		case DOT:
+			if (c == '\n') {
+				r->state = END;
+				break;
+			}
+			fputc(c, r->sink);
+			r->state = IN_LINE;
+			break;
+		case IN_LINE:
+			fputc(c, r->sink);
+			if (c == '\n')
+				r->state = LINE_START;
+			break;
+		case END:
+			break;
+		}
+	}
+}
+
 int ctl_live(const char *socket_path, const char *command, FILE *out, FILE *err)
 {
 	int fd = connect_control(socket_path, err);
@@ -52,53 +114,49 @@ int ctl_live(const char *socket_path, const char *command, FILE *out, FILE *err)
 		return CTL_ERROR;
 	char line[600];
 	int n = snprintf(line, sizeof(line), "%s\n", command);
-	if (n < 0 || (size_t)n >= sizeof(line) ||
-	    send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
-		fprintf(err, "berthctl: cannot send the command to berthd at %s\n",
-			socket_path);
+	if (n < 0 || (size_t)n >= sizeof(line)) {
+		fprintf(err, "berthctl: command too long\n");
 		close(fd);
 		return CTL_ERROR;
 	}
+	/* A send that fails may still have a reply waiting: berthd refuses a
+	 * client over its cap with an error line before it reads anything. */
+	ssize_t sent = send(fd, line, (size_t)n, MSG_NOSIGNAL);
+	int send_errno = sent == n ? 0 : sent < 0 ? errno : EIO;
 
-	/* The first line is "ok" or "error: REASON"; the rest is the output. */
-	char buf[4096];
-	char first[512];
-	size_t flen = 0;
-	bool in_first = true, ok = false;
+	struct reply r = { .state = FIRST };
 	int rc = CTL_ERROR;
 	for (;;) {
+		char buf[4096];
 		ssize_t got = recv(fd, buf, sizeof(buf), 0);
 		if (got < 0 && errno == EINTR)
 			continue;
-		if (got < 0) {
+		if (got < 0 && r.state == FIRST && !(send_errno && r.flen == 0)) {
 			fprintf(err, "berthctl: no reply from berthd at %s: %s\n",
 				socket_path, strerror(errno));
 			goto done;
 		}
-		if (got == 0)
+		if (got <= 0)
 			break;
-		size_t off = 0;
-		while (in_first && off < (size_t)got) {
-			char c = buf[off++];
-			if (c == '\n') {
-				first[flen] = '\0';
-				in_first = false;
-				ok = strcmp(first, "ok") == 0;
-				if (!ok)
-					fprintf(err, "berthctl: berthd: %s\n",
-						strncmp(first, "error: ", 7) == 0 ? first + 7
-										 : first);
-			} else if (flen + 1 < sizeof(first)) {
-				first[flen++] = c;
-			}
-		}
-		fwrite(buf + off, 1, (size_t)got - off, ok ? out : err);
+		reply_feed(&r, buf, (size_t)got, out, err);
+		if (r.state == END)
+			break;
 	}
-	if (in_first)
+	if (r.state == FIRST && send_errno) {
+		fprintf(err, "berthctl: cannot send the command to berthd at %s: %s\n",
+			socket_path, strerror(send_errno));
+	} else if (r.state == FIRST) {
 		fprintf(err, "berthctl: berthd at %s closed without a reply\n",
 			socket_path);
-	else
-		rc = ok ? CTL_OK : CTL_ERROR;
+	} else if (r.state != END) {
+		/* Some of the output may be printed already: it is not all. */
+		if (r.state == IN_LINE)
+			fputc('\n', r.sink);
+		fputs("berthctl: error: reply from berthd cut short\n", err);
+		rc = r.ok ? CTL_FINDING : CTL_ERROR;
+	} else {
+		rc = r.ok ? CTL_OK : CTL_ERROR;
+	}
 done:
 	close(fd);
 	return rc;

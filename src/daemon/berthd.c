@@ -53,6 +53,10 @@ static int check_config(const struct berth_config *cfg)
 		return 1;
 	}
 	plan_free(plan);
+	if (daemon_check_services(cfg, stderr, err, sizeof(err)) < 0) {
+		fprintf(stderr, "berthd: %s\n", err);
+		return 1;
+	}
 	return 0;
 }
 

@@ -378,6 +378,8 @@ static int resolve_socket(struct parse *p, const char *value, unsigned line,
 		n = snprintf(ctl->socket, sizeof(ctl->socket), "/tmp/berth-%u/%s",
 			     (unsigned)geteuid(), value);
 	ctl->line = line;
+	ctl->private_dir = value[0] != '/' && !(xdg && xdg[0] == '/') &&
+			   geteuid() != 0;
 	if (n < 0 || (size_t)n >= sizeof(ctl->socket))
 		return config__fail(p, -EINVAL, line, "[control]", "socket",
 				    "'%s' resolves to a path longer than the %zu bytes a socket path may have",

@@ -89,6 +89,10 @@ struct config_service {
 struct config_control {
 	char socket[CONFIG_SOCKET_PATH_MAX]; /* absolute, resolved at load */
 	unsigned line;                       /* line of socket =, or 0 */
+	/* The socket's directory is the fallback /tmp/berth-EUID (a relative
+	 * socket without XDG_RUNTIME_DIR, not root): anyone could have made it,
+	 * so berthd requires it to be its own (control_check_dir()). */
+	bool private_dir;
 };
 
 /* [metrics] */

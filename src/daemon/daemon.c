@@ -194,28 +194,40 @@ static bool config_uses_ipv6(const struct berth_config *cfg)
 }
 
 /*
- * Build the pool the config asks for, or none without [pool].  Its draws
- * leave out the ports local sockets hold (with avoid_in_use) and, always,
- * the listen ports of the config's own services.
+ * The ports g's pool must not draw, into *in_use: with avoid_in_use every
+ * port a local UDP socket holds, less ours (ports of this berthd that a
+ * reload closes before the new pool binds; NULL for none), and always the
+ * listen ports of g's own services (they bind after the pool is built).
  */
+static int pool_in_use(const struct daemon_gen *g, const struct portset *ours,
+		       struct portset *in_use, char *err, size_t errlen)
+{
+	portset_clear(in_use);
+	if (g->plan->avoid_in_use) {
+		struct procnet_stats st = { 0 };
+		int rc = procnet_ports_in_use("/proc", IPPROTO_UDP, in_use, &st);
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: avoid_in_use: cannot read /proc/net/udp: %s",
+				 g->cfg.file, strerror(-rc));
+			return rc;
+		}
+		if (ours)
+			portset_diff(in_use, ours);
+	}
+	config_listen_ports(&g->cfg, in_use);
+	return 0;
+}
+
+/* Build the pool the config asks for, or none without [pool]. */
 static int build_pool(struct daemon *d, struct daemon_gen *g, char *err,
 		      size_t errlen)
 {
 	if (!g->cfg.pool.present)
 		return 0;
 	struct portset in_use;
-	portset_clear(&in_use);
-	if (g->plan->avoid_in_use) {
-		struct procnet_stats st = { 0 };
-		int rc = procnet_ports_in_use("/proc", IPPROTO_UDP, &in_use, &st);
-		if (rc < 0) {
-			snprintf(err, errlen, "%s: avoid_in_use: cannot read /proc/net/udp: %s",
-				 g->cfg.file, strerror(-rc));
-			return rc;
-		}
-	}
-	/* The services bind their listen ports after the pool is built. */
-	config_listen_ports(&g->cfg, &in_use);
+	int rc = pool_in_use(g, NULL, &in_use, err, errlen);
+	if (rc < 0)
+		return rc;
 	const struct pool_config pc = {
 		.size = g->cfg.pool.size,
 		.mode = g->cfg.pool.mode == CONFIG_POOL_PER_QUERY ? POOL_MODE_PER_QUERY
@@ -238,7 +250,43 @@ static int build_pool(struct daemon *d, struct daemon_gen *g, char *err,
 	return 0;
 }
 
-/* Load the config and build its plan and pool into g (services not yet). */
+/*
+ * Before a reload lets the running pool go: would g's pool fit in the ports
+ * left once the running generation's pool sockets and listeners are closed?
+ * Catches a pool too large for its range while the old config still runs
+ * undisturbed.  Returns 0 or -EADDRNOTAVAIL with the reason in err.
+ */
+static int check_pool_fits(const struct daemon *d, const struct daemon_gen *g,
+			   char *err, size_t errlen)
+{
+	if (!g->cfg.pool.present)
+		return 0;
+	struct portset ours, in_use;
+	portset_clear(&ours);
+	config_listen_ports(&d->gen.cfg, &ours);
+	struct pool_sock_info info;
+	uint32_t cursor = 0;
+	while (d->gen.pool && pool_sock_next(d->gen.pool, &cursor, &info))
+		if (info.port)
+			portset_add(&ours, info.port);
+	int rc = pool_in_use(g, &ours, &in_use, err, errlen);
+	if (rc < 0)
+		return rc;
+	struct portset avail = g->plan->allowed;
+	portset_diff(&avail, &in_use);
+	uint32_t navail = portset_count(&avail);
+	if (g->cfg.pool.size > navail) {
+		uint32_t nallowed = portset_count(&g->plan->allowed);
+		snprintf(err, errlen, "%s:%u: [pool]: pool: size %u exceeds the %u "
+			 "ports left to draw (the plan allows %u ports, %u of them in use)",
+			 g->cfg.file, g->cfg.pool.line, g->cfg.pool.size, navail,
+			 nallowed, nallowed - navail);
+		return -EADDRNOTAVAIL;
+	}
+	return 0;
+}
+
+/* Load the config and build its plan into g (no pool, no services yet). */
 static int build_gen(struct daemon *d, struct daemon_gen *g, char *err,
 		     size_t errlen)
 {
@@ -247,9 +295,7 @@ static int build_gen(struct daemon *d, struct daemon_gen *g, char *err,
 	if (rc < 0)
 		return rc;
 	g->plan = plan_build(&g->cfg.ports, NULL, err, errlen);
-	if (!g->plan)
-		return -EINVAL;
-	return build_pool(d, g, err, errlen);
+	return g->plan ? 0 : -EINVAL;
 }
 
 static const struct daemon_service_ops *ops_for(enum config_protocol p)
@@ -260,39 +306,69 @@ static const struct daemon_service_ops *ops_for(enum config_protocol p)
 	return NULL;
 }
 
+int daemon_check_services(const struct berth_config *cfg, FILE *warn,
+			  char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->nservices; i++) {
+		const struct config_service *cs = &cfg->services[i];
+		const struct daemon_service_ops *ops = ops_for(cs->protocol);
+		if (!ops) {
+			fprintf(warn, "berthd: %s:%u: [service %s]: the %s service is "
+				"not part of this build yet: berthd will not start it\n",
+				cfg->file, cs->line, cs->name,
+				config_protocol_name(cs->protocol));
+			continue;
+		}
+		int rc = ops->check(cfg, cs, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /*
  * Start every service of g.  A service that fails to start is reported and
  * left out; the others run (an operator fixing one service should not lose
- * the rest).  Returns the number that failed.
+ * the rest).  A service whose protocol is not part of this build is reported
+ * but not a failure: it could never start, in any config.  Returns 0, or the
+ * first failure's -errno with that service's name and reason in err.
  */
-static size_t start_services(struct daemon *d, struct daemon_gen *g)
+static int start_services(struct daemon *d, struct daemon_gen *g, char *err,
+			  size_t errlen)
 {
-	size_t failed = 0;
+	int failed = 0;
+	err[0] = '\0';
 	g->svcs = calloc(g->cfg.nservices ? g->cfg.nservices : 1, sizeof(*g->svcs));
 	if (!g->svcs) {
-		fputs("berthd: out of memory starting services\n", stderr);
-		return g->cfg.nservices;
+		snprintf(err, errlen, "out of memory starting services");
+		fprintf(stderr, "berthd: %s\n", err);
+		return -ENOMEM;
 	}
 	g->nsvcs = g->cfg.nservices;
 	for (size_t i = 0; i < g->nsvcs; i++) {
 		struct daemon_service *s = &g->svcs[i];
 		const struct config_service *cs = &g->cfg.services[i];
 		const char *proto = config_protocol_name(cs->protocol);
-		char err[512] = "";
+		char why[512] = "";
 		s->cfg = cs;
 		s->ops = ops_for(cs->protocol);
-		int rc = s->ops ? s->ops->start(d, cs, &s->state, err, sizeof(err))
+		int rc = s->ops ? s->ops->check(&g->cfg, cs, why, sizeof(why))
 				: -ENOSYS;
+		if (rc == 0)
+			rc = s->ops->start(d, cs, &s->state, why, sizeof(why));
 		if (rc == -ENOSYS) {
 			fprintf(stderr, "berthd: %s:%u: [service %s]: not started: the %s "
 				"service is not part of this build yet\n",
 				g->cfg.file, cs->line, cs->name, proto);
 			s->state = NULL;
-			failed++;
 		} else if (rc < 0) {
-			fprintf(stderr, "berthd: service %s not started: %s\n", cs->name, err);
+			fprintf(stderr, "berthd: service %s not started: %s\n", cs->name, why);
+			if (!failed) {
+				snprintf(err, errlen, "service %s not started: %s",
+					 cs->name, why);
+				failed = rc;
+			}
 			s->state = NULL;
-			failed++;
 		}
 	}
 	return failed;
@@ -329,20 +405,53 @@ int daemon_reload(struct daemon *d, char *err, size_t errlen)
 {
 	struct daemon_gen next = { 0 };
 	int rc = build_gen(d, &next, err, errlen);
+	if (rc == 0)
+		rc = check_pool_fits(d, &next, err, errlen);
 	if (rc < 0) {
 		free_gen(&next);
 		return rc;
 	}
-	/* The old services must let go of their listen addresses before the
-	 * new ones bind them; the old pool goes with them. */
+	/*
+	 * The old services must let go of their listen addresses before the
+	 * new ones bind them, and the old pool of its ports: a pool may use
+	 * most of its range, and the new one must be free to draw any of it.
+	 * The old config and plan are kept until the new services run, so
+	 * that berthd can go back to them when the new pool or one of the new
+	 * services cannot start.
+	 */
+	loop_timer_stop(d->loop, &d->pool_timer);
+	stop_services(&d->gen);
+	pool_free(d->gen.pool);
+	d->gen.pool = NULL;
+	struct daemon_gen old = d->gen;
+	d->gen = next;
+	char why[512];
+	rc = build_pool(d, &d->gen, why, sizeof(why));
+	if (rc == 0) {
+		adopt_pool(d);
+		rc = start_services(d, &d->gen, why, sizeof(why));
+	}
+	if (rc == 0) {
+		free_gen(&old);
+		d->stats.reloads++;
+		fprintf(stderr, "berthd: reloaded %s\n", d->gen.cfg.file);
+		return 0;
+	}
+
+	/* Back to the old config, on a freshly drawn pool. */
 	loop_timer_stop(d->loop, &d->pool_timer);
 	free_gen(&d->gen);
-	d->gen = next;
+	d->gen = old;
+	char pool_err[512], svc_err[512];
+	int pool_rc = build_pool(d, &d->gen, pool_err, sizeof(pool_err));
 	adopt_pool(d);
-	start_services(d, &d->gen);
-	d->stats.reloads++;
-	fprintf(stderr, "berthd: reloaded %s\n", d->gen.cfg.file);
-	return 0;
+	int svc_rc = start_services(d, &d->gen, svc_err, sizeof(svc_err));
+	if (pool_rc < 0 || svc_rc < 0)
+		snprintf(err, errlen, "%s; and restarting the running config: %s",
+			 why, pool_rc < 0 ? pool_err : svc_err);
+	else
+		snprintf(err, errlen, "%s", why);
+	return rc;
 }
 
 static void on_signal(struct loop *loop, int signo, void *arg)
@@ -351,8 +460,7 @@ static void on_signal(struct loop *loop, int signo, void *arg)
 	if (signo == SIGHUP) {
 		char err[512];
 		if (daemon_reload(d, err, sizeof(err)) < 0)
-			fprintf(stderr, "berthd: reload failed, keeping the running config: %s\n",
-				err);
+			fprintf(stderr, "berthd: " DAEMON_RELOAD_FAILED "%s\n", err);
 		return;
 	}
 	fprintf(stderr, "berthd: %s, shutting down\n", strsignal(signo));
@@ -374,6 +482,13 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* The control socket's command function. */
+static int run_command(void *arg, const char *line, FILE *out, char *err,
+		       size_t errlen)
+{
+	return daemon_command(arg, line, out, err, errlen);
+}
+
 struct daemon *daemon_new(const char *path, char *err, size_t errlen)
 {
 	struct daemon *d = calloc(1, sizeof(*d));
@@ -393,7 +508,8 @@ struct daemon *daemon_new(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	d->started_ms = loop_now(d->loop);
-	if (build_gen(d, &d->gen, err, errlen) < 0)
+	if (build_gen(d, &d->gen, err, errlen) < 0 ||
+	    build_pool(d, &d->gen, err, errlen) < 0)
 		goto fail;
 	const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
@@ -404,11 +520,14 @@ struct daemon *daemon_new(const char *path, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	d->control = control_open(d, d->gen.cfg.control.socket, err, errlen);
+	d->control = control_open(d->loop, d->gen.cfg.control.socket,
+				  d->gen.cfg.control.private_dir, run_command, d,
+				  err, errlen);
 	if (!d->control)
 		goto fail;
 	adopt_pool(d);
-	start_services(d, &d->gen);
+	char why[512];
+	start_services(d, &d->gen, why, sizeof(why));
 	if (d->gen.cfg.metrics.enabled)
 		fprintf(stderr, "berthd: %s:%u: [metrics] listen: not serving metrics: "
 			"the metrics listener is not part of this build yet\n",

@@ -29,6 +29,15 @@ struct plan;
 struct daemon_service_ops {
 	enum config_protocol protocol;
 	/*
+	 * Check svc of cfg (both borrowed) against what this protocol's
+	 * implementation can run (how many upstreams, whether it needs the
+	 * pool), without starting anything: berthd --check runs it, and start
+	 * runs it first.  Returns 0, or -EINVAL with "FILE:LINE: [service
+	 * NAME] KEY: reason" in err.
+	 */
+	int (*check)(const struct berth_config *cfg,
+		     const struct config_service *svc, char *err, size_t errlen);
+	/*
 	 * Start the service svc (borrowed; valid until stop) on the daemon's
 	 * loop and pool.  On success store the service's object in *state and
 	 * return 0; else return -errno with a message naming the service,
@@ -65,6 +74,16 @@ extern const struct daemon_service_ops svc_kerberos_ops;
  */
 struct daemon *daemon_new(const char *path, char *err, size_t errlen);
 
+/*
+ * The checks of every service of cfg (borrowed) that its protocol makes
+ * before it starts (struct daemon_service_ops check), for berthd --check.
+ * A service whose protocol is not part of this build is reported on warn
+ * (it is left out at start, as berthd does), not failed.  Returns 0, or
+ * -EINVAL with the first failure in err.
+ */
+int daemon_check_services(const struct berth_config *cfg, FILE *warn,
+			  char *err, size_t errlen);
+
 /* Run until SIGTERM/SIGINT.  Returns the process exit status. */
 int daemon_run(struct daemon *d);
 
@@ -72,9 +91,14 @@ int daemon_run(struct daemon *d);
 void daemon_free(struct daemon *d);
 
 /*
- * Reload the config: build the new plan and pool first and keep running the
- * old ones when that fails (err says why, return -errno); then replace the
- * services.  Outstanding queries of the old services are dropped.
+ * Reload the config: build the new plan and check that the new pool fits
+ * first, and keep running the old config untouched when that fails (err says
+ * why, return -errno).  Then stop the old services, close the old pool, bind
+ * the new one and start the new services.  When the new pool or a new
+ * service cannot start, the new ones are stopped and the old config's
+ * services started again on a fresh pool (err names the service or pool and
+ * the reason, return -errno).  Either way outstanding queries of the old
+ * services are dropped.
  */
 int daemon_reload(struct daemon *d, char *err, size_t errlen);
 

@@ -8,6 +8,7 @@
 #include "berth/portplan.h"
 #include "berth/session.h"
 #include "berth/sockpool.h"
+#include "daemon/control.h"
 #include "daemon/daemon_int.h"
 
 static void print_pool_summary(const struct daemon *d, FILE *out)
@@ -38,6 +39,12 @@ static int cmd_status(struct daemon *d, FILE *out)
 		plan->dynamic_lo, plan->dynamic_hi, plan->dynamic_how,
 		portset_count(&plan->reserved), portset_count(&plan->allowed));
 	print_pool_summary(d, out);
+	struct control_stats cs;
+	control_get_stats(d->control, &cs);
+	fprintf(out, "control: %zu clients (at most %u), %llu refused, "
+		"%llu accept pauses (out of file descriptors)\n", cs.clients,
+		CONTROL_CLIENTS_MAX, (unsigned long long)cs.refused,
+		(unsigned long long)cs.accept_pauses);
 	for (size_t i = 0; i < d->gen.nsvcs; i++) {
 		const struct daemon_service *s = &d->gen.svcs[i];
 		fprintf(out, "service %s (%s): %s\n", s->cfg->name,
@@ -184,8 +191,11 @@ int daemon_command(struct daemon *d, const char *line, FILE *out, char *err,
 	if (strcmp(verb, "sessions") == 0)
 		return cmd_sessions(d, out);
 	if (strcmp(verb, "reload") == 0) {
-		if (daemon_reload(d, err, errlen) < 0)
+		char why[896];
+		if (daemon_reload(d, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, DAEMON_RELOAD_FAILED "%s", why);
 			return -1;
+		}
 		fprintf(out, "reloaded %s\n", d->gen.cfg.file);
 		return 0;
 	}

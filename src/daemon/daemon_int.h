@@ -63,6 +63,9 @@ struct daemon {
 	} stats;
 };
 
+/* What SIGHUP logs and `reload` answers before the reason of a failure. */
+#define DAEMON_RELOAD_FAILED "reload failed, keeping the running config: "
+
 /* The pool's schedule changed (a release, say): re-arm its tick. */
 void daemon_pool_changed(struct daemon *d);
 

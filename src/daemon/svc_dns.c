@@ -40,6 +40,24 @@ static void dns_stop(void *state)
 	free(s);
 }
 
+static int dns_check(const struct berth_config *cfg,
+		     const struct config_service *svc, char *err, size_t errlen)
+{
+	if (svc->nupstream > DNS_FWD_MAX_UPSTREAMS) {
+		snprintf(err, errlen, "%s:%u: [service %s] upstream: at most %u "
+			 "upstreams, has %zu", cfg->file, svc->upstream_line,
+			 svc->name, DNS_FWD_MAX_UPSTREAMS, svc->nupstream);
+		return -EINVAL;
+	}
+	if (svc->nupstream > 0 && !cfg->pool.present) {
+		snprintf(err, errlen, "%s:%u: [service %s] upstream: forwarding needs "
+			 "the socket pool: add a [pool] section (or answer from hosts "
+			 "only)", cfg->file, svc->upstream_line, svc->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int dns_start(struct daemon *d, const struct config_service *svc,
 		     void **state, char *err, size_t errlen)
 {
@@ -52,13 +70,7 @@ static int dns_start(struct daemon *d, const struct config_service *svc,
 		return -ENOMEM;
 	}
 	snprintf(s->name, sizeof(s->name), "%s", svc->name);
-	if (svc->nupstream > DNS_FWD_MAX_UPSTREAMS) {
-		rc = -EINVAL;
-		snprintf(err, errlen, "%s:%u: [service %s] upstream: at most %u upstreams",
-			 daemon_config(d)->file, svc->upstream_line, svc->name,
-			 DNS_FWD_MAX_UPSTREAMS);
-		goto fail;
-	}
+	/* The daemon ran dns_check(): at most DNS_FWD_MAX_UPSTREAMS. */
 	if (svc->hosts) {
 		rc = dns_hosts_load(&s->hosts, svc->hosts, DNS_HOSTS_DEFAULT_TTL,
 				    warn_hosts, s, why, sizeof(why));
@@ -140,6 +152,7 @@ static void dns_sessions(void *state, FILE *out)
 
 const struct daemon_service_ops svc_dns_ops = {
 	.protocol = CONFIG_PROTO_DNS,
+	.check = dns_check,
 	.start = dns_start,
 	.stop = dns_stop,
 	.on_pool_reply = dns_on_pool_reply,

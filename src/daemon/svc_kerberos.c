@@ -40,6 +40,19 @@ static void krb_stop(void *state)
 	free(k);
 }
 
+static int krb_check(const struct berth_config *cfg,
+		     const struct config_service *svc, char *err, size_t errlen)
+{
+	if (svc->nupstream == 0 || svc->nupstream > FE_KRB_MAX_UPSTREAMS) {
+		snprintf(err, errlen, "%s:%u: [service %s] upstream: a kerberos service "
+			 "needs 1 to %u upstream KDCs, has %zu", cfg->file,
+			 svc->upstream_line ? svc->upstream_line : svc->line, svc->name,
+			 FE_KRB_MAX_UPSTREAMS, svc->nupstream);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int krb_start(struct daemon *d, const struct config_service *svc,
 		     void **state, char *err, size_t errlen)
 {
@@ -50,13 +63,7 @@ static int krb_start(struct daemon *d, const struct config_service *svc,
 		return -ENOMEM;
 	}
 	snprintf(k->name, sizeof(k->name), "%s", svc->name);
-	if (svc->nupstream == 0 || svc->nupstream > FE_KRB_MAX_UPSTREAMS) {
-		snprintf(err, errlen, "[service %s] upstream: a kerberos service needs "
-			 "1 to %u upstream KDCs, has %zu", svc->name,
-			 FE_KRB_MAX_UPSTREAMS, svc->nupstream);
-		rc = -EINVAL;
-		goto fail;
-	}
+	/* The daemon ran krb_check(): 1 to FE_KRB_MAX_UPSTREAMS. */
 	struct fe_krb_upstream ups[FE_KRB_MAX_UPSTREAMS];
 	for (size_t i = 0; i < svc->nupstream; i++)
 		ups[i] = (struct fe_krb_upstream){ .sa = svc->upstream[i].sa,
@@ -187,6 +194,7 @@ static void krb_sessions(void *state, FILE *out)
 
 const struct daemon_service_ops svc_kerberos_ops = {
 	.protocol = CONFIG_PROTO_KERBEROS,
+	.check = krb_check,
 	.start = krb_start,
 	.stop = krb_stop,
 	.on_pool_reply = krb_on_pool_reply,

@@ -78,3 +78,48 @@ def test_check_names_file_line_and_key(build_dir, tmp_path):
     assert out.returncode == 1
     assert f"{conf}:3" in out.stderr
     assert "max_user_port_semantics" in out.stderr
+
+
+def berthd_check(build_dir, conf):
+    return subprocess.run([str(build_dir / "berthd"), "-c", str(conf), "--check"],
+                          capture_output=True, text=True, timeout=10)
+
+
+def test_check_runs_the_services_own_checks(build_dir, tmp_path):
+    """Configs that load but whose service could never start: --check must
+    say so, as starting would, with file:line, section, key and reason."""
+    nine = ", ".join(f"127.0.0.{i}" for i in range(1, 10))
+    conf = tmp_path / "dns.conf"
+    conf.write_text(f"[pool]\nsize = 10\n\n[service d]\nprotocol = dns\n"
+                    f"listen = 127.0.0.1:5399\nupstream = {nine}\n")
+    out = berthd_check(build_dir, conf)
+    assert out.returncode == 1, out.stdout
+    assert f"{conf}:7: [service d] upstream: at most 8 upstreams, has 9" in out.stderr
+
+    # Indented lines continue the value (lines are at most 197 characters).
+    kdcs = ",\n  ".join(f"127.0.0.{i}" for i in range(1, 18))
+    conf = tmp_path / "krb.conf"
+    conf.write_text(f"[pool]\nsize = 10\n\n[service k]\nprotocol = kerberos\n"
+                    f"listen = 127.0.0.1:8899\nupstream = {kdcs}\n")
+    out = berthd_check(build_dir, conf)
+    assert out.returncode == 1, out.stdout
+    assert f"{conf}:7: [service k] upstream: a kerberos service needs 1 to 16 " \
+           f"upstream KDCs, has 17" in out.stderr
+
+    # Forwarding without a pool could never send a query.
+    conf = tmp_path / "nopool.conf"
+    conf.write_text("[service d]\nprotocol = dns\nlisten = 127.0.0.1:5399\n"
+                    "upstream = 127.0.0.1:53\n")
+    out = berthd_check(build_dir, conf)
+    assert out.returncode == 1, out.stdout
+    assert f"{conf}:4: [service d] upstream: forwarding needs the socket pool" \
+           in out.stderr
+
+    # Eight upstreams with a pool are fine.
+    eight = ", ".join(f"127.0.0.{i}" for i in range(1, 9))
+    conf = tmp_path / "ok.conf"
+    conf.write_text(f"[pool]\nsize = 10\n\n[service d]\nprotocol = dns\n"
+                    f"listen = 127.0.0.1:5399\nupstream = {eight}\n")
+    out = berthd_check(build_dir, conf)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"{conf}: ok"

@@ -384,6 +384,7 @@ static void test_control_socket(void **state)
 	config_free(&cfg);
 	load_ok("[control]\nsocket = /var/tmp/b.sock\n", &cfg);
 	assert_string_equal(cfg.control.socket, "/var/tmp/b.sock");
+	assert_false(cfg.control.private_dir);
 	config_free(&cfg);
 
 	/* Without a (usable) runtime dir: /run/berth for root, else /tmp. */
@@ -395,6 +396,8 @@ static void test_control_socket(void **state)
 	unsetenv("XDG_RUNTIME_DIR");
 	load_ok("[control]\n", &cfg);
 	assert_string_equal(cfg.control.socket, want);
+	/* Only the /tmp fallback needs its directory checked. */
+	assert_int_equal(cfg.control.private_dir, geteuid() != 0);
 	config_free(&cfg);
 	setenv("XDG_RUNTIME_DIR", "relative/dir", 1);
 	load_ok("[control]\n", &cfg);

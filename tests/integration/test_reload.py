@@ -1,0 +1,168 @@
+"""Reloading berthd's config: `berthctl reload` and SIGHUP.
+
+A reload must never leave berthd running less than it ran before without
+saying so: when a service of the new config cannot start, berthd goes back
+to the old config, its services answer again, and the reload reports the
+service and the reason as an error.
+"""
+import signal
+import time
+
+import dns.message
+import dns.query
+
+from conftest import port_held
+
+
+def dns_config(listen, hosts, sock, extra=""):
+    return f"""
+[service dns]
+protocol = dns
+listen = {listen}
+hosts = {hosts}
+
+[control]
+socket = {sock}
+{extra}"""
+
+
+def answers(port, name="reload.example."):
+    q = dns.message.make_query(name, "A")
+    reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
+    return [r.to_text() for rr in reply.answer for r in rr]
+
+
+def wait_for(cond, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def udp_ports_held():
+    """Every local UDP port some socket holds, from /proc/net/udp{,6}."""
+    held = set()
+    for name in ("udp", "udp6"):
+        with open(f"/proc/net/{name}") as f:
+            for line in f.readlines()[1:]:
+                held.add(int(line.split()[1].rsplit(":", 1)[1], 16))
+    return held
+
+
+def quiet_block(size, start=10000, stop=32000):
+    """The block of size ports in [start, stop) where the fewest UDP ports
+    are held now (other test runs on this host may hold a few anywhere)."""
+    held = udp_ports_held()
+    return min(range(start, stop - size + 1, size),
+               key=lambda lo: len(held & set(range(lo, lo + size))))
+
+
+def test_reload_that_cannot_start_a_service_keeps_the_old_config(
+        berthd, berthctl, free_port, tmp_path):
+    port = free_port("both")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.77 reload.example\n")
+    sock = str(tmp_path / "berth.sock")
+    daemon = berthd(dns_config(f"127.0.0.1:{port}", hosts, sock),
+                    ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+    assert answers(port) == ["192.0.2.77"]
+
+    # 192.0.2.1 (TEST-NET-1) is not a local address: the bind fails.
+    daemon.config.write_text(dns_config("192.0.2.1:15300", hosts, sock))
+    out = berthctl("-s", sock, "reload")
+    assert out.returncode != 0, out.stdout
+    assert "service dns not started" in out.stderr, out.stderr
+    assert "192.0.2.1:15300" in out.stderr, out.stderr
+    assert "reload failed, keeping the running config" in out.stderr, out.stderr
+    assert "reloaded" not in out.stdout
+
+    # The old service answers again on its old port.
+    assert answers(port) == ["192.0.2.77"]
+    status = berthctl("-s", sock, "status")
+    assert status.returncode == 0, status.stderr
+    assert "service dns (dns): running" in status.stdout
+    assert ", 0 reloads" in status.stdout
+
+    # SIGHUP logs the same and keeps the old config too.
+    daemon.signal(signal.SIGHUP)
+    assert wait_for(lambda: daemon.stderr().count("reload failed") >= 1), \
+        daemon.stderr()
+    log = daemon.stderr()
+    assert "reload failed" in log and "service dns not started" in log, log
+    assert "reload failed, keeping the running config: service dns" in log, log
+    assert answers(port) == ["192.0.2.77"]
+
+    # A good config reloads as before.
+    other = free_port("both")
+    daemon.config.write_text(dns_config(f"127.0.0.1:{other}", hosts, sock))
+    out = berthctl("-s", sock, "reload")
+    assert out.returncode == 0, out.stderr
+    assert "reloaded" in out.stdout
+    assert answers(other) == ["192.0.2.77"]
+    assert not port_held(port, "udp")
+
+
+def test_reload_of_a_pool_using_most_of_its_range(berthd, berthctl, tmp_path):
+    """A pool of 600 in a range of 1000 with avoid_in_use: the old pool's own
+    600 ports are not "in use" to the new one, which must be able to draw
+    from the whole range again, reload after reload."""
+    from test_pool import pool_listing
+    lo = quiet_block(1000)
+    sock = str(tmp_path / "berth.sock")
+    daemon = berthd(f"""
+[ports]
+dynamic_range = {lo}-{lo + 999}
+avoid_in_use = yes
+
+[pool]
+size = 600
+
+[control]
+socket = {sock}
+""", ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+    for n in (1, 2):
+        out = berthctl("-s", sock, "reload")
+        assert out.returncode == 0, out.stderr
+        assert "reloaded" in out.stdout
+        summary, sockets = pool_listing(berthctl, sock)
+        assert summary["ports held"] == "600", summary
+        assert all(lo <= p <= lo + 999 for p, _ in sockets)
+        status = berthctl("-s", sock, "status")
+        assert f", {n} reloads" in status.stdout, status.stdout
+    assert "reload failed" not in daemon.stderr()
+
+    # A pool too large for what is left fails before the running pool and
+    # services are touched: same sockets on the same ports afterwards.
+    _, before = pool_listing(berthctl, sock)
+    text = daemon.config.read_text()
+    daemon.config.write_text(text.replace("size = 600", "size = 1000") + f"""
+[service dns]
+protocol = dns
+listen = 127.0.0.1:{lo + 5}
+hosts = {tmp_path / "hosts"}
+""")
+    (tmp_path / "hosts").write_text("192.0.2.77 reload.example\n")
+    out = berthctl("-s", sock, "reload")
+    assert out.returncode == 2, out.stdout
+    assert "size 1000 exceeds the" in out.stderr, out.stderr
+    _, after = pool_listing(berthctl, sock)
+    assert after == before
+
+    # A service that cannot start fails the reload after the old pool was
+    # let go: the old config comes back on a freshly drawn pool.
+    daemon.config.write_text(text + f"""
+[service dns]
+protocol = dns
+listen = 192.0.2.1:15300
+hosts = {tmp_path / "hosts"}
+""")
+    out = berthctl("-s", sock, "reload")
+    assert out.returncode == 2, out.stdout
+    assert "service dns not started" in out.stderr, out.stderr
+    summary, sockets = pool_listing(berthctl, sock)
+    assert summary["ports held"] == "600", summary
+    assert all(lo <= p <= lo + 999 for p, _ in sockets)
+    status = berthctl("-s", sock, "status")
+    assert ", 2 reloads" in status.stdout and "service dns" not in status.stdout
