@@ -432,6 +432,13 @@ int daemon_reload(struct daemon *d, char *err, size_t errlen)
 		rc = start_services(d, &d->gen, why, sizeof(why));
 	}
 	if (rc == 0) {
+		/* The control socket is the one berthctl reached us on: it
+		 * stays where it is until berthd restarts. */
+		if (strcmp(old.cfg.control.socket, d->gen.cfg.control.socket) != 0)
+			fprintf(stderr, "berthd: %s:%u: [control] socket: still %s; "
+				"the new path %s takes effect when berthd restarts\n",
+				d->gen.cfg.file, d->gen.cfg.control.line,
+				old.cfg.control.socket, d->gen.cfg.control.socket);
 		free_gen(&old);
 		d->stats.reloads++;
 		fprintf(stderr, "berthd: reloaded %s\n", d->gen.cfg.file);

@@ -166,3 +166,26 @@ hosts = {tmp_path / "hosts"}
     assert all(lo <= p <= lo + 999 for p, _ in sockets)
     status = berthctl("-s", sock, "status")
     assert ", 2 reloads" in status.stdout and "service dns" not in status.stdout
+
+
+def test_reload_keeps_the_control_socket_and_says_so(
+        berthd, berthctl, free_port, tmp_path):
+    """berthctl reached berthd on its control socket: a reload with a new
+    socket path keeps the old one (the new one takes effect at restart) and
+    logs that, instead of silently listening nowhere new."""
+    port = free_port("both")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.77 reload.example\n")
+    sock = str(tmp_path / "berth.sock")
+    daemon = berthd(dns_config(f"127.0.0.1:{port}", hosts, sock),
+                    ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+    moved = str(tmp_path / "moved.sock")
+    daemon.config.write_text(dns_config(f"127.0.0.1:{port}", hosts, moved))
+    out = berthctl("-s", sock, "reload")
+    assert out.returncode == 0, out.stderr
+    assert berthctl("-s", sock, "status").returncode == 0
+    assert not (tmp_path / "moved.sock").exists()
+    log = daemon.stderr()
+    assert f"[control] socket: still {sock}; the new path {moved} takes " \
+           "effect when berthd restarts" in log, log
+    assert answers(port) == ["192.0.2.77"]
