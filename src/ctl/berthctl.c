@@ -1,6 +1,5 @@
 /* berthctl: berth's operator tool.  Parses the command line and dispatches
  * to one verb per file (see ctl.h). */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,19 +100,6 @@ static bool is_live_verb(char **argv)
 	return strcmp(argv[0], "release") == 0;
 }
 
-/* A port number: decimal digits only, 1-65535.  0 or -EINVAL. */
-static int parse_port(const char *text, unsigned long *port)
-{
-	if (!*text || text[strspn(text, "0123456789")])
-		return -EINVAL;
-	errno = 0;
-	unsigned long v = strtoul(text, NULL, 10);
-	if (errno || v == 0 || v > 65535)
-		return -EINVAL;
-	*port = v;
-	return 0;
-}
-
 static int run_live_verb(const char *config, const char *socket_path, int argc,
 			 char **argv)
 {
@@ -125,13 +111,14 @@ static int run_live_verb(const char *config, const char *socket_path, int argc,
 	}
 	char command[128];
 	if (release) {
-		unsigned long port = 0;
-		if (parse_port(argv[1], &port) < 0) {
+		uint16_t port;
+		const char *end, *why;
+		if (!ctl_parse_port(argv[1], &port, &end, &why) || *end) {
 			fprintf(stderr, "berthctl: release: '%s' is not a port "
 				"(1-65535, digits only)\n", argv[1]);
 			return CTL_ERROR;
 		}
-		snprintf(command, sizeof(command), "release %lu", port);
+		snprintf(command, sizeof(command), "release %u", (unsigned)port);
 	} else {
 		snprintf(command, sizeof(command), "%s", argv[0]);
 	}

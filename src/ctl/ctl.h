@@ -7,6 +7,8 @@
 #ifndef BERTH_CTL_H
 #define BERTH_CTL_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "berth/portplan.h"
@@ -42,6 +44,14 @@ int ctl_show_reserved(const struct plan *plan, FILE *out, FILE *err);
  * proc_root is "/proc" except in tests. */
 int ctl_check(const struct plan *plan, const char *proc_root, FILE *out,
 	      FILE *err);
+
+/*
+ * The decimal port (1-65535) at the start of text: true with *port set and
+ * *end just past its digits, or false with a reason in *why.  Shared by the
+ * verbs that take a port (who, release).  (who.c)
+ */
+bool ctl_parse_port(const char *text, uint16_t *port, const char **end,
+		    const char **why);
 
 /* who PORT[/udp|/tcp]: which processes hold the port.  (who.c) */
 int ctl_who(const char *arg, const char *proc_root, FILE *out, FILE *err);

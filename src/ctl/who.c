@@ -18,6 +18,25 @@
 /* Room for "[" IPv6 "]:" port. */
 #define ENDPOINT_LEN (PROCNET_ADDR_LEN + 8)
 
+bool ctl_parse_port(const char *text, uint16_t *port, const char **end,
+		    const char **why)
+{
+	if (text[0] < '0' || text[0] > '9') {
+		*why = "the port must be a number";
+		return false;
+	}
+	char *stop;
+	errno = 0;
+	unsigned long v = strtoul(text, &stop, 10);
+	if (errno != 0 || v == 0 || v > UINT16_MAX) {
+		*why = "the port must be 1-65535";
+		return false;
+	}
+	*port = (uint16_t)v;
+	*end = stop;
+	return true;
+}
+
 /*
  * Parse PORT, PORT/udp or PORT/tcp into *port and *mask.  Returns false
  * with a reason in why.
@@ -25,20 +44,11 @@
 static bool parse_arg(const char *arg, uint16_t *port, unsigned *mask,
 		      const char **why)
 {
-	char *end;
+	const char *end;
 
 	*mask = PROCNET_TCP | PROCNET_UDP;
-	if (arg[0] < '0' || arg[0] > '9') {
-		*why = "the port must be a number";
+	if (!ctl_parse_port(arg, port, &end, why))
 		return false;
-	}
-	errno = 0;
-	unsigned long v = strtoul(arg, &end, 10);
-	if (errno != 0 || v == 0 || v > UINT16_MAX) {
-		*why = "the port must be 1-65535";
-		return false;
-	}
-	*port = (uint16_t)v;
 	if (*end == '\0')
 		return true;
 	if (*end == '/' && strcasecmp(end + 1, "udp") == 0) {
