@@ -77,6 +77,12 @@ struct pool_ops {
 	 */
 	int (*bind_udp)(void *ctx, int family, const void *local_addr,
 			uint16_t port);
+	/*
+	 * The same for a TCP socket that the caller will connect (see
+	 * pool_bind_tcp).  May be NULL when pool_bind_tcp is never called.
+	 */
+	int (*bind_tcp)(void *ctx, int family, const void *local_addr,
+			uint16_t port);
 	/* Close an fd returned by bind_udp. */
 	int (*close_fd)(void *ctx, int fd);
 };
@@ -149,6 +155,25 @@ void pool_free(struct pool *pool);
  * per-query cap reached), or the bind error in per-query mode.
  */
 int pool_acquire(struct pool *pool, int family, struct pool_handle *out);
+
+/*
+ * Open a TCP socket for one outbound connection (an upstream's TCP leg),
+ * bound to a port drawn the way the pool's own are: uniformly over the
+ * plan's allowed ports minus the excluded ones, on the pool's local address
+ * of family.  Without this the kernel would pick the port, and its choice
+ * knows nothing of the ports the plan reserves.  TCP and UDP ports are
+ * separate, so a port the pool's UDP sockets hold may be drawn, and a port
+ * refused here (EADDRINUSE or EACCES: another TCP socket holds it, our own
+ * closed connections in TIME_WAIT included) is skipped, not excluded.
+ * family is AF_INET or AF_INET6, whatever families the pool binds for UDP.
+ *
+ * Returns a nonblocking close-on-exec fd the caller owns and connects, with
+ * its port (host order) in *port; or -errno: -EADDRINUSE when none of
+ * max_bind_attempts draws gave a port that binds (a draw of an excluded port
+ * counts), -EADDRNOTAVAIL when the plan allows no port, -EOPNOTSUPP when the
+ * backend has no bind_tcp, or another bind error as is.
+ */
+int pool_bind_tcp(struct pool *pool, int family, uint16_t *port);
 
 /*
  * End a query taken with pool_acquire.  Lowers the socket's in-flight count;

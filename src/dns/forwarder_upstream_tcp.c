@@ -127,10 +127,13 @@ static int conn_open(struct dns_fwd *f, struct fwd_utcp *c)
 		c->rbuf = malloc(FWD_UTCP_RBUF);
 	if (!c->wbuf || !c->rbuf)
 		return -ENOMEM;
-	int fd = socket(u->addr.sa.sa_family,
-			SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
+	/* The source port comes from the plan, like the UDP leg's. */
+	uint16_t port;
+	int fd = pool_bind_tcp(f->pool, u->addr.sa.sa_family, &port);
+	if (fd < 0) {
+		f->st.send_errors++;
+		return fd;
+	}
 	/* Queries are small and pipelined: send each at once. */
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -109,9 +109,21 @@ static void on_tcp_io(struct loop *loop, struct loop_watch *w, unsigned events)
 int krb_tcp_start(struct krb_query *q)
 {
 	const struct fe_krb_upstream *u = &q->k->ups[q->up];
-	int fd = socket(u->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	/*
+	 * The source port comes from the plan, like the UDP exchanges'.
+	 * Without a [pool] there is no plan to draw from: the kernel picks.
+	 */
+	int fd;
+	if (q->k->pool) {
+		uint16_t port;
+		fd = pool_bind_tcp(q->k->pool, u->sa.ss_family, &port);
+	} else {
+		fd = socket(u->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			fd = -errno;
+	}
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (connect(fd, (const struct sockaddr *)&u->sa, u->len) < 0 &&
 	    errno != EINPROGRESS) {
 		int rc = -errno;

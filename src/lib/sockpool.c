@@ -416,6 +416,44 @@ int pool_acquire(struct pool *pool, int family, struct pool_handle *out)
 	return 0;
 }
 
+int pool_bind_tcp(struct pool *pool, int family, uint16_t *port)
+{
+	if (!pool->ops.bind_tcp)
+		return -EOPNOTSUPP;
+	const void *addr;
+	if (family == AF_INET)
+		addr = &pool->cfg.bind4;
+	else if (family == AF_INET6)
+		addr = &pool->cfg.bind6;
+	else
+		return -EAFNOSUPPORT;
+	/*
+	 * Rejection sampling over allowed keeps each port that binds uniform
+	 * over allowed - excluded.  Excluded ports are few next to allowed
+	 * (in use at start, refused, released), so a draw is rarely wasted;
+	 * a draw that hits one still counts as an attempt, which bounds the
+	 * loop.
+	 */
+	if (pool->nallowed == 0)
+		return -EADDRNOTAVAIL;
+	for (uint32_t n = 0; n < pool->cfg.max_bind_attempts; n++) {
+		uint32_t k = pool->ops.random_uniform(pool->ctx, pool->nallowed);
+		int32_t p = portset_nth(&pool->allowed, k);
+		if (p < 0)
+			return -EINVAL; /* a generator out of [0, bound) */
+		if (portset_has(&pool->excluded, (uint16_t)p))
+			continue;
+		int fd = pool->ops.bind_tcp(pool->ctx, family, addr, (uint16_t)p);
+		if (fd >= 0) {
+			*port = (uint16_t)p;
+			return fd;
+		}
+		if (fd != -EADDRINUSE && fd != -EACCES)
+			return fd;
+	}
+	return -EADDRINUSE;
+}
+
 int pool_done(struct pool *pool, const struct pool_handle *h)
 {
 	if (h->slot >= pool->nslots)

@@ -40,16 +40,16 @@ static socklen_t sys_sockaddr(struct sockaddr_storage *ss, int family,
 	return 0;
 }
 
-static int sys_bind_udp(void *ctx, int family, const void *local_addr,
-			uint16_t port)
+/* A nonblocking close-on-exec socket of type bound to local_addr:port. */
+static int sys_bind(int family, int type, const void *local_addr,
+		    uint16_t port)
 {
-	(void)ctx;
 	struct sockaddr_storage ss;
 	socklen_t len = sys_sockaddr(&ss, family, local_addr, port);
 	if (len == 0)
 		return -EAFNOSUPPORT;
 
-	int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	int rc = 0;
@@ -65,7 +65,7 @@ static int sys_bind_udp(void *ctx, int family, const void *local_addr,
 	}
 	/*
 	 * No SO_REUSEADDR: a port another socket holds must fail with
-	 * EADDRINUSE so the pool excludes it instead of sharing it.
+	 * EADDRINUSE so the pool draws another instead of sharing it.
 	 */
 	if (bind(fd, (const struct sockaddr *)&ss, len) < 0) {
 		rc = -errno;
@@ -75,6 +75,20 @@ static int sys_bind_udp(void *ctx, int family, const void *local_addr,
 fail:
 	close(fd);
 	return rc;
+}
+
+static int sys_bind_udp(void *ctx, int family, const void *local_addr,
+			uint16_t port)
+{
+	(void)ctx;
+	return sys_bind(family, SOCK_DGRAM, local_addr, port);
+}
+
+static int sys_bind_tcp(void *ctx, int family, const void *local_addr,
+			uint16_t port)
+{
+	(void)ctx;
+	return sys_bind(family, SOCK_STREAM, local_addr, port);
 }
 
 static int sys_close_fd(void *ctx, int fd)
@@ -87,5 +101,6 @@ static int sys_close_fd(void *ctx, int fd)
 const struct pool_ops pool_sys_ops = {
 	.random_uniform = sys_random_uniform,
 	.bind_udp = sys_bind_udp,
+	.bind_tcp = sys_bind_tcp,
 	.close_fd = sys_close_fd,
 };

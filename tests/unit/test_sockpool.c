@@ -39,6 +39,8 @@ struct fake {
 	struct portset inuse;      /* refused with EADDRINUSE */
 	struct portset acces;      /* refused with EACCES */
 	struct portset inuse6;     /* refused with EADDRINUSE for IPv6 only */
+	struct portset tcp_inuse;  /* refused with EADDRINUSE for TCP only */
+	uint32_t tcp_binds;
 	int hard_errno;            /* when non-zero: every bind fails so */
 	bool illegal_bind;         /* a port outside legal was tried */
 	uint32_t binds, closes, refusals;
@@ -107,9 +109,26 @@ static int fake_close(void *ctx, int fd)
 	return 0;
 }
 
+static int fake_bind_tcp(void *ctx, int family, const void *addr,
+			 uint16_t port)
+{
+	struct fake *f = ctx;
+	if (portset_has(&f->tcp_inuse, port)) {
+		if (!portset_has(&f->legal, port))
+			f->illegal_bind = true;
+		f->refusals++;
+		return -EADDRINUSE;
+	}
+	int fd = fake_bind(ctx, family, addr, port);
+	if (fd >= 0)
+		f->tcp_binds++;
+	return fd;
+}
+
 static const struct pool_ops fake_ops = {
 	.random_uniform = fake_random,
 	.bind_udp = fake_bind,
+	.bind_tcp = fake_bind_tcp,
 	.close_fd = fake_close,
 };
 
@@ -682,6 +701,97 @@ static void test_watch(void **state)
 	finish(NULL, f);
 }
 
+/* TCP ports for upstream connections: uniform over allowed - excluded,
+ * ports the pool's UDP sockets hold included. */
+static void test_tcp_ports_uniform_over_allowed(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(0x5851f42d4c957f2du);
+	struct portset allowed = range(50000, 50109), inuse = range(50050, 50059);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 5 },
+				 &allowed, &inuse, 0);
+	uint32_t count[110] = { 0 };
+	const uint32_t draws = 100000;
+	for (uint32_t i = 0; i < draws; i++) {
+		uint16_t port = 0;
+		int fd = pool_bind_tcp(pool, AF_INET, &port);
+		assert_true(fd >= FAKE_FD_BASE);
+		assert_in_range(port, 50000, 50109);
+		assert_false(portset_has(&inuse, port));
+		count[port - 50000]++;
+		fake_close(f, fd);
+	}
+	assert_int_equal(f->tcp_binds, draws);
+	/* 100 ports drawable: 110 allowed, 10 in use. */
+	double expect = draws / 100.0, chi2 = 0;
+	for (int i = 0; i < 110; i++)
+		if (!portset_has(&inuse, (uint16_t)(50000 + i)))
+			chi2 += (count[i] - expect) * (count[i] - expect) / expect;
+	print_message("tcp chi2 %.1f (critical %.1f)\n", chi2, CHI2_999_DF99);
+	assert_true(chi2 < CHI2_999_DF99);
+	/* Every UDP slot's port was drawn for TCP as well. */
+	uint32_t cur = 0;
+	struct pool_sock_info in;
+	while (pool_sock_next(pool, &cur, &in))
+		assert_true(count[in.port - 50000] > 0);
+	finish(pool, f);
+}
+
+/* A port refused for TCP is skipped for that draw, never excluded from the
+ * pool: a TCP socket on it says nothing about UDP. */
+static void test_tcp_refusal_skips_without_excluding(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(7);
+	struct portset allowed = range(50000, 50003);
+	f->tcp_inuse = range(50000, 50002);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 2,
+				 .max_bind_attempts = 64 }, &allowed, NULL, 0);
+	struct pool_stats before, after;
+	pool_stats(pool, &before);
+	for (int i = 0; i < 50; i++) {
+		uint16_t port = 0;
+		int fd = pool_bind_tcp(pool, AF_INET, &port);
+		assert_true(fd >= FAKE_FD_BASE);
+		assert_int_equal(port, 50003);
+		fake_close(f, fd);
+	}
+	assert_true(f->refusals > 0);
+	pool_stats(pool, &after);
+	assert_int_equal(after.available, before.available);
+	assert_int_equal(after.bind_failures, before.bind_failures);
+	/* Every port refused: the attempts run out with EADDRINUSE. */
+	portset_add(&f->tcp_inuse, 50003);
+	uint16_t port = 0;
+	assert_int_equal(pool_bind_tcp(pool, AF_INET, &port), -EADDRINUSE);
+	/* A hard error is passed up as is. */
+	f->tcp_inuse = range(1, 1);
+	f->hard_errno = EMFILE;
+	assert_int_equal(pool_bind_tcp(pool, AF_INET, &port), -EMFILE);
+	f->hard_errno = 0;
+	assert_int_equal(pool_bind_tcp(pool, AF_UNIX, &port), -EAFNOSUPPORT);
+	finish(pool, f);
+}
+
+static void test_tcp_without_backend_support(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(9);
+	struct portset allowed = range(50000, 50009);
+	f->legal = allowed;
+	const struct pool_ops udp_only = { .random_uniform = fake_random,
+					   .bind_udp = fake_bind,
+					   .close_fd = fake_close };
+	char err[128];
+	struct pool *pool = pool_create(&(struct pool_config){ .size = 2 },
+					&allowed, NULL, &udp_only, f, 0, err,
+					sizeof(err));
+	assert_non_null(pool);
+	uint16_t port = 0;
+	assert_int_equal(pool_bind_tcp(pool, AF_INET, &port), -EOPNOTSUPP);
+	finish(pool, f);
+}
+
 static void test_real_sockets(void **state)
 {
 	(void)state;
@@ -726,6 +836,30 @@ static void test_real_sockets(void **state)
 	assert_int_equal(errno, EADDRINUSE);
 	close(probe);
 	pool_done(pool, &h);
+
+	/* A TCP socket for an upstream connection really leaves from a port
+	 * of the plan. */
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	sin.sin_port = 0;
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	struct sockaddr_in lsin;
+	socklen_t llen = sizeof(lsin);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&lsin, &llen), 0);
+	uint16_t tport = 0;
+	int tfd = pool_bind_tcp(pool, AF_INET, &tport);
+	assert_true(tfd >= 0);
+	assert_true(portset_has(&allowed, tport));
+	int rc = connect(tfd, (struct sockaddr *)&lsin, sizeof(lsin));
+	assert_true(rc == 0 || errno == EINPROGRESS);
+	struct sockaddr_in peer;
+	socklen_t plen = sizeof(peer);
+	int afd = accept(lfd, (struct sockaddr *)&peer, &plen);
+	assert_true(afd >= 0);
+	assert_int_equal(ntohs(peer.sin_port), tport);
+	close(afd);
+	close(tfd);
+	close(lfd);
 	pool_free(pool);
 }
 
@@ -746,6 +880,9 @@ int main(void)
 		cmocka_unit_test(test_acquire_uniform_over_slots),
 		cmocka_unit_test(test_dual_family_slot),
 		cmocka_unit_test(test_watch),
+		cmocka_unit_test(test_tcp_ports_uniform_over_allowed),
+		cmocka_unit_test(test_tcp_refusal_skips_without_excluding),
+		cmocka_unit_test(test_tcp_without_backend_support),
 		cmocka_unit_test(test_real_sockets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
