@@ -1,14 +1,17 @@
 """berthd's DNS forwarder against real clients (dig, kdig, dnspython) and a
 real Unbound upstream, plus fake upstreams made of plain sockets for the
-answers no honest server sends (wrong ID, wrong question).
+answers no honest server sends (wrong ID, wrong question) and for
+upstreams that never answer.
 
 Every scenario starts its own berthd on free loopback ports.
 """
 
 import os
+import re
 import socket
 import subprocess
 import threading
+import time
 
 import dns.exception
 import dns.flags
@@ -19,7 +22,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from conftest import free_port, port_held
+from conftest import REPO, free_port, port_held
 from upstreams import BIG_NAME, require
 
 DIG = "/usr/bin/dig"
@@ -307,3 +310,162 @@ def test_answers_through_a_large_pool(berthd, berthctl, tmp_path, unbound):
               (line.partition(":") for line in out.stdout.splitlines()) if v}
     assert fields["ports held"] == "400", out.stdout
     assert fields["outstanding"] == "0", out.stdout
+
+
+# ------------------------------------------------ failover and upstream health
+
+def sick_after():
+    """DNS_FWD_SICK_AFTER from src/dns/forwarder.h: the consecutive timeouts
+    after which an upstream is tried last."""
+    header = (REPO / "src" / "dns" / "forwarder.h").read_text()
+    m = re.search(r"#define DNS_FWD_SICK_AFTER (\d+)u?\b", header)
+    assert m, "DNS_FWD_SICK_AFTER not found in src/dns/forwarder.h"
+    return int(m.group(1))
+
+
+def answer_of(reply):
+    return sorted(r.to_text() for rr in reply.answer for r in rr)
+
+
+def timed_ask(port, name, rtype="A", timeout=3.0):
+    """ask() that also returns how long the answer took, in seconds."""
+    t0 = time.monotonic()
+    reply = ask(port, name, rtype, timeout=timeout)
+    return reply, time.monotonic() - t0
+
+
+class BlackHole:
+    """A dead upstream: a UDP socket and a TCP listener on one loopback port
+    that take queries and never answer (TCP connections complete in the
+    kernel's backlog and are never accepted).  Holding the port (unlike a
+    port nothing listens on) means nobody else can answer there, and shows
+    what was sent to it."""
+
+    def __init__(self):
+        for _ in range(100):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                self.sock.bind(("127.0.0.1", 0))
+                self.tcp.bind(("127.0.0.1", self.sock.getsockname()[1]))
+                break
+            except OSError:
+                self.close()
+        else:
+            raise RuntimeError("no port free for UDP and TCP after 100 tries")
+        self.tcp.listen(8)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+
+    def close(self):
+        self.sock.close()
+        self.tcp.close()
+
+    def received(self):
+        """How many datagrams arrived so far."""
+        for _ in range(10000):
+            try:
+                self.sock.recv(65535)
+            except BlockingIOError:
+                break
+            self.count += 1
+        return self.count
+
+
+@pytest.fixture
+def black_hole():
+    hole = BlackHole()
+    yield hole
+    hole.close()
+
+
+def test_failover_to_live_second_upstream(berthd, berthctl, tmp_path, unbound,
+                                          black_hole):
+    """The first upstream swallows the query; after upstream_timeout the
+    query goes to the second (the real Unbound) and the client gets the
+    real answer, with the timeout and the retry counted."""
+    daemon, port = start(berthd, tmp_path,
+                         [f"127.0.0.1:{black_hole.port}",
+                          f"127.0.0.1:{unbound.port}"],
+                         "upstream_timeout = 300ms\n")
+    reply, took = timed_ask(port, "host.test.")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert answer_of(reply) == unbound.answers("host.test.", "A")
+    # The first upstream was tried first and waited for (the wheel never
+    # fires a timer early; a little slack for the loop's clock).
+    assert black_hole.received() == 1
+    assert took >= 0.25, took
+    counters = status(berthctl, daemon)
+    assert counters["forwarded"] == 1
+    assert counters["timeouts"] == 1
+    assert counters["retries"] == 1
+    assert counters["upstream_answers"] == 1
+    assert counters["servfails"] == 0
+    assert counters["upstream_0_failures"] == 1
+    assert counters["upstream_1_failures"] == 0
+
+
+def test_failover_tcp_client_to_live_second_upstream(berthd, berthctl,
+                                                     tmp_path, unbound,
+                                                     black_hole):
+    """The same over TCP: the first upstream accepts the connection (in the
+    kernel's backlog) and never answers; after upstream_timeout the query
+    goes to the second upstream over TCP and the client gets its answer."""
+    daemon, port = start(berthd, tmp_path,
+                         [f"127.0.0.1:{black_hole.port}",
+                          f"127.0.0.1:{unbound.port}"],
+                         "upstream_timeout = 300ms\n")
+    t0 = time.monotonic()
+    reply = dns.query.tcp(dns.message.make_query("host.test.", "A"),
+                          "127.0.0.1", port=port, timeout=3)
+    took = time.monotonic() - t0
+    assert answer_of(reply) == unbound.answers("host.test.", "A")
+    assert took >= 0.25, took
+    counters = status(berthctl, daemon)
+    assert counters["forwarded"] == 1
+    assert counters["upstream_tcp_queries"] == 2
+    assert counters["timeouts"] == 1
+    assert counters["retries"] == 1
+    assert counters["upstream_answers"] == 1
+    assert counters["upstream_0_failures"] == 1
+    assert counters["upstream_1_failures"] == 0
+    assert black_hole.received() == 0  # nothing went over UDP
+
+
+def test_failing_upstream_is_tried_last(berthd, berthctl, tmp_path, unbound,
+                                        black_hole):
+    """After DNS_FWD_SICK_AFTER timeouts in a row the dead first upstream is
+    tried after the healthy one: later queries are answered at once, and
+    the dead one sees none of them."""
+    limit = sick_after()
+    timeout = 0.5
+    daemon, port = start(berthd, tmp_path,
+                         [f"127.0.0.1:{black_hole.port}",
+                          f"127.0.0.1:{unbound.port}"],
+                         f"upstream_timeout = {int(timeout * 1000)}ms\n")
+    # Up to the threshold every query goes to the dead upstream first.
+    for i in range(limit):
+        reply, took = timed_ask(port, "host.test.")
+        assert answer_of(reply) == ["192.0.2.10"]
+        assert took >= timeout * 0.8, (i, took)
+        counters = status(berthctl, daemon)
+        assert counters["upstream_0_failures"] == i + 1
+        assert black_hole.received() == i + 1
+    # From now on the healthy upstream comes first.  A broken health state
+    # costs a whole timeout per query, so half of one is a wide margin.
+    for name, want in [("host.test.", ["192.0.2.10"]),
+                       ("mail.test.", ["192.0.2.25"])] * 3:
+        reply, took = timed_ask(port, name)
+        assert answer_of(reply) == want
+        assert took < timeout / 2, (name, took)
+    assert black_hole.received() == limit
+    counters = status(berthctl, daemon)
+    assert counters["timeouts"] == limit
+    assert counters["retries"] == limit
+    assert counters["forwarded"] == limit + 6
+    assert counters["upstream_answers"] == limit + 6
+    assert counters["servfails"] == 0
+    # It is still counted as failing: it never answered.
+    assert counters["upstream_0_failures"] == limit
+    assert counters["upstream_1_failures"] == 0
