@@ -1,7 +1,8 @@
 """berthd's DNS forwarder against real clients (dig, kdig, dnspython) and a
 real Unbound upstream, plus fake upstreams made of plain sockets for the
-answers no honest server sends (wrong ID, wrong question) and for
-upstreams that never answer.
+answers no honest server sends (wrong ID, wrong question, 0x20 case not
+echoed), for recording what berthd sends, and for upstreams that never
+answer.
 
 Every scenario starts its own berthd on free loopback ports.
 """
@@ -16,6 +17,7 @@ import time
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
@@ -23,7 +25,7 @@ import dns.rrset
 import pytest
 
 from conftest import REPO, free_port, port_held
-from upstreams import BIG_NAME, require
+from upstreams import BIG_NAME, DEFAULT_RECORDS, Record, require
 
 DIG = "/usr/bin/dig"
 KDIG = "/usr/bin/kdig"
@@ -469,3 +471,164 @@ def test_failing_upstream_is_tried_last(berthd, berthctl, tmp_path, unbound,
     # It is still counted as failing: it never answered.
     assert counters["upstream_0_failures"] == limit
     assert counters["upstream_1_failures"] == 0
+
+
+# ------------------------------------------------------------------- 0x20 ----
+
+# 30 letters: the chance that random case leaves them all lower case (or all
+# as the client wrote them) is 2**-30 per query.
+LETTERS = "abcdefghijklmnopqrstuvwxyz.test."
+LETTERS_A = "192.0.2.26"
+
+
+def mixed_case(name):
+    """True when name (text, or a dnspython label tuple) has upper and lower
+    case letters."""
+    if not isinstance(name, str):
+        name = b".".join(name).decode("ascii")
+    return any(c.isupper() for c in name) and any(c.islower() for c in name)
+
+
+class EchoUpstream(threading.Thread):
+    """A fake upstream answering `count` UDP queries with an A record.
+
+    It keeps the question name of every query as it arrived (`seen`, a list
+    of label tuples, case kept) and answers with the question copied
+    exactly, as an honest server does; with lowercase=True it answers with
+    the question name in lower case instead (a server that does not echo
+    0x20 case, or a spoofer who guessed only the name)."""
+
+    def __init__(self, count, address, lowercase=False):
+        super().__init__(daemon=True)
+        self.count = count
+        self.address = address
+        self.lowercase = lowercase
+        self.seen = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+
+    def run(self):
+        try:
+            for _ in range(self.count):
+                data, peer = self.sock.recvfrom(4096)
+                q = dns.message.from_wire(data)
+                name = q.question[0].name
+                self.seen.append(name.labels)
+                if self.lowercase:
+                    name = dns.name.Name([label.lower() for label in
+                                          name.labels])
+                    asked = dns.message.make_query(name, "A")
+                    asked.id = q.id
+                    asked.flags = q.flags
+                    reply = dns.message.make_response(asked)
+                else:
+                    reply = dns.message.make_response(q)
+                reply.answer.append(dns.rrset.from_text(
+                    name, 60, "IN", "A", self.address))
+                self.sock.sendto(reply.to_wire(), peer)
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
+
+
+def test_0x20_with_unbound(berthd, berthctl, tmp_path, unbound_upstream):
+    """With dns_0x20 the real Unbound's answers are accepted and correct,
+    over UDP and TCP; Unbound's log shows the names arriving in random mixed
+    case, and each client gets the question back in the case it wrote."""
+    up = unbound_upstream(DEFAULT_RECORDS + (Record(LETTERS, "A", LETTERS_A),),
+                          ipv6=False)
+    daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{up.port}"],
+                         "dns_0x20 = yes\n")
+    # The fixture's own ready probes are in Unbound's log already.
+    logged = len(up.log().splitlines())
+    spellings = [LETTERS, LETTERS.upper(), "aBcDeFgHiJkLmNoPqRsTuVwXyZ.TeSt."]
+    names = spellings + ["HoSt.TeSt."]
+    for text in names:
+        for tcp in (False, True):
+            q = dns.message.make_query(text, "A")
+            if tcp:
+                reply = dns.query.tcp(q, "127.0.0.1", port=port, timeout=3)
+            else:
+                reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
+            assert reply.rcode() == dns.rcode.NOERROR, (text, tcp)
+            want = up.answers(text.lower(), "A")
+            assert want and answer_of(reply) == want, (text, tcp)
+            # Labels are bytes: this compares case exactly.
+            assert reply.question[0].name.labels == \
+                q.question[0].name.labels, (text, tcp)
+    counters = status(berthctl, daemon)
+    assert counters["upstream_answers"] == 2 * len(names)
+    assert counters["mismatch_question"] == 0
+    assert counters["timeouts"] == 0
+    # Query lines are "info: ADDR NAME TYPE CLASS"; replies go on after it.
+    sent = [line.split()[-3] for line in up.log().splitlines()[logged:]
+            if "info: " in line and line.endswith(" A IN")]
+    letters = [name for name in sent if name.lower() == LETTERS]
+    assert len(letters) == 2 * len(spellings), sent
+    for name in letters:
+        assert mixed_case(name) and name not in spellings, letters
+
+
+def test_0x20_randomizes_case_upstream(berthd, berthctl, tmp_path):
+    """What leaves for the upstream has random mixed case, new for every
+    query, and the client still sees its own case."""
+    rounds = 6
+    echo = EchoUpstream(rounds, "192.0.2.77")
+    echo.start()
+    daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{echo.port}"],
+                         "dns_0x20 = yes\n")
+    for i in range(rounds):
+        text = LETTERS if i % 2 == 0 else LETTERS.upper()
+        q = dns.message.make_query(text, "A")
+        reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
+        assert answer_of(reply) == ["192.0.2.77"]
+        assert reply.question[0].name.labels == q.question[0].name.labels
+    echo.join(5)
+    assert len(echo.seen) == rounds
+    want = dns.name.from_text(LETTERS)
+    for labels in echo.seen:
+        assert dns.name.Name(labels) == want  # the same name, any case
+        assert mixed_case(labels), labels
+    assert len(set(echo.seen)) > 1, echo.seen
+    counters = status(berthctl, daemon)
+    assert counters["upstream_answers"] == rounds
+    assert counters["mismatch_question"] == 0
+
+
+def test_0x20_rejects_answer_without_case(berthd, berthctl, tmp_path):
+    """An answer whose question comes back lower case is not the answer to
+    a 0x20 query: it is dropped and counted, and the client gets SERVFAIL
+    once the upstream's time is up.  The same answer is accepted without
+    dns_0x20 (names match case-insensitively), so the case is the reason."""
+    liar = EchoUpstream(2, "203.0.113.5", lowercase=True)
+    liar.start()
+    upstream = [f"127.0.0.1:{liar.port}"]
+    daemon, port = start(berthd, tmp_path, upstream,
+                         "dns_0x20 = yes\nupstream_timeout = 300ms\n")
+    q = dns.message.make_query(LETTERS, "A")
+    t0 = time.monotonic()
+    reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
+    took = time.monotonic() - t0
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert not reply.answer
+    assert reply.question[0].name.labels == q.question[0].name.labels
+    assert took >= 0.25, took
+    counters = status(berthctl, daemon)
+    assert counters["answers"] == 1
+    assert counters["mismatch_question"] == 1
+    assert counters["upstream_answers"] == 0
+    assert counters["timeouts"] == 1
+    assert counters["servfails"] == 1
+    assert mixed_case(liar.seen[0]), liar.seen
+    # The second berthd takes the first one's control socket.
+    assert daemon.stop() == (0, False), daemon.stderr()
+
+    plain, plain_port = start(berthd, tmp_path, upstream,
+                              "upstream_timeout = 300ms\n")
+    reply = ask(plain_port, LETTERS.upper())
+    assert answer_of(reply) == ["203.0.113.5"]
+    liar.join(5)
+    assert status(berthctl, plain)["mismatch_question"] == 0
