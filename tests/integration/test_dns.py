@@ -25,17 +25,19 @@ import dns.rrset
 import pytest
 
 from conftest import REPO, free_port, port_held
-from upstreams import BIG_NAME, DEFAULT_RECORDS, Record, require
+from upstreams import (BIG_NAME, DEFAULT_RECORDS, Record,
+                       ipv6_loopback_available, require)
 
 DIG = "/usr/bin/dig"
 KDIG = "/usr/bin/kdig"
 
 
-def config(tmp_path, port, upstreams, extra=""):
-    """A berthd config: one dns service on 127.0.0.1:port."""
+def config(tmp_path, port, upstreams, extra="", host="127.0.0.1"):
+    """A berthd config: one dns service on host:port (UDP and TCP)."""
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return (f"[ports]\ndynamic_range = 40000-60000\n"
             f"[pool]\nsize = 64\n"
-            f"[service dns]\nprotocol = dns\nlisten = 127.0.0.1:{port}\n"
+            f"[service dns]\nprotocol = dns\nlisten = {listen}\n"
             f"upstream = {', '.join(upstreams)}\n{extra}"
             f"[control]\nsocket = {tmp_path}/berth.sock\n")
 
@@ -632,3 +634,46 @@ def test_0x20_rejects_answer_without_case(berthd, berthctl, tmp_path):
     assert answer_of(reply) == ["203.0.113.5"]
     liar.join(5)
     assert status(berthctl, plain)["mismatch_question"] == 0
+
+
+# ------------------------------------------------------------------- IPv6 ----
+
+def test_ipv6_listen_and_upstream(berthd, berthctl, tmp_path, unbound_upstream):
+    """A dns service on [::1] forwarding to Unbound on [::1] answers dig and
+    dnspython over UDP and TCP (the pool opens IPv6 sockets for it)."""
+    require(DIG)
+    if not ipv6_loopback_available():
+        pytest.fail("::1 cannot be bound on this machine: the IPv6 forwarder "
+                    "test needs the IPv6 loopback address (a skip would leave "
+                    "IPv6 untested)", pytrace=False)
+    up = unbound_upstream(ipv6=True)
+    port = free_port("both", host="::1")
+    daemon = berthd(config(tmp_path, port, [f"[::1]:{up.port}"], host="::1"),
+                    lambda d: (port_held(port, "udp", "::1") and
+                               port_held(port, "tcp", "::1")))
+    # The fixture's own ready probes are in Unbound's log already.
+    logged = len(up.log().splitlines())
+    for tcp in ("+notcp", "+tcp"):
+        out = run([DIG, tcp, "+short", "+tries=1", "+time=3", "-p", str(port),
+                   "@::1", "host.test", "A"])
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == up.answers("host.test.", "A"), tcp
+    q = dns.message.make_query("host.test.", "AAAA")
+    reply = dns.query.udp(q, "::1", port=port, timeout=3)
+    assert answer_of(reply) == up.answers("host.test.", "AAAA")
+    reply = dns.query.tcp(q, "::1", port=port, timeout=3)
+    assert answer_of(reply) == up.answers("host.test.", "AAAA")
+    counters = status(berthctl, daemon)
+    assert counters["queries_udp"] == 2
+    assert counters["queries_tcp"] == 2
+    assert counters["upstream_answers"] == 4
+    assert counters["upstream_tcp_queries"] == 2
+    assert counters["servfails"] == 0
+    assert counters["timeouts"] == 0
+    # Unbound heard the four queries, from ::1.  Query lines end in the
+    # class; reply lines go on with the rcode.
+    asked = [line.split("info: ", 1)[1]
+             for line in up.log().splitlines()[logged:]
+             if "info: " in line and line.endswith(" IN")]
+    assert sorted(asked) == ["::1 host.test. A IN"] * 2 + \
+        ["::1 host.test. AAAA IN"] * 2, up.log()
