@@ -55,17 +55,23 @@ def berthctl(build_dir):
     return run
 
 
+def _family(host):
+    """The address family of a numeric host: IPv6 when it has a colon."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def free_port(proto="udp", host="127.0.0.1"):
     """A loopback port nothing is bound to right now.
 
-    proto is "udp", "tcp" or "both" (free for UDP and TCP alike).  The kernel
-    picks the port; it is released before returning, so another process
-    could take it in between, which on a test machine is rare enough.
+    proto is "udp", "tcp" or "both" (free for UDP and TCP alike); host may
+    be an IPv6 address ("::1").  The kernel picks the port; it is released
+    before returning, so another process could take it in between, which on
+    a test machine is rare enough.
     """
     kinds = {"udp": [socket.SOCK_DGRAM], "tcp": [socket.SOCK_STREAM],
              "both": [socket.SOCK_DGRAM, socket.SOCK_STREAM]}[proto]
     for _ in range(100):
-        with socket.socket(socket.AF_INET, kinds[0]) as first:
+        with socket.socket(_family(host), kinds[0]) as first:
             first.bind((host, 0))
             port = first.getsockname()[1]
             if all(not port_held(port, kind, host) for kind in kinds[1:]):
@@ -82,11 +88,12 @@ def free_port_fixture():
 def port_held(port, kind, host="127.0.0.1"):
     """True when binding host:port fails because something holds it.
 
-    kind is socket.SOCK_DGRAM, socket.SOCK_STREAM, "udp" or "tcp".  Useful as
-    a readiness condition: ``lambda d: port_held(5300, "udp")``.
+    kind is socket.SOCK_DGRAM, socket.SOCK_STREAM, "udp" or "tcp"; host may
+    be an IPv6 address ("::1").  Useful as a readiness condition:
+    ``lambda d: port_held(5300, "udp")``.
     """
     kind = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}.get(kind, kind)
-    with socket.socket(socket.AF_INET, kind) as probe:
+    with socket.socket(_family(host), kind) as probe:
         try:
             probe.bind((host, port))
         except OSError as e:

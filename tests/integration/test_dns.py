@@ -1,36 +1,43 @@
 """berthd's DNS forwarder against real clients (dig, kdig, dnspython) and a
 real Unbound upstream, plus fake upstreams made of plain sockets for the
-answers no honest server sends (wrong ID, wrong question).
+answers no honest server sends (wrong ID, wrong question, 0x20 case not
+echoed), for recording what berthd sends, and for upstreams that never
+answer.
 
 Every scenario starts its own berthd on free loopback ports.
 """
 
 import os
+import re
 import socket
 import subprocess
 import threading
+import time
 
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import pytest
 
-from conftest import free_port, port_held
-from upstreams import BIG_NAME, require
+from conftest import REPO, free_port, port_held
+from upstreams import (BIG_NAME, DEFAULT_RECORDS, Record,
+                       ipv6_loopback_available, require)
 
 DIG = "/usr/bin/dig"
 KDIG = "/usr/bin/kdig"
 
 
-def config(tmp_path, port, upstreams, extra=""):
-    """A berthd config: one dns service on 127.0.0.1:port."""
+def config(tmp_path, port, upstreams, extra="", host="127.0.0.1"):
+    """A berthd config: one dns service on host:port (UDP and TCP)."""
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return (f"[ports]\ndynamic_range = 40000-60000\n"
             f"[pool]\nsize = 64\n"
-            f"[service dns]\nprotocol = dns\nlisten = 127.0.0.1:{port}\n"
+            f"[service dns]\nprotocol = dns\nlisten = {listen}\n"
             f"upstream = {', '.join(upstreams)}\n{extra}"
             f"[control]\nsocket = {tmp_path}/berth.sock\n")
 
@@ -307,3 +314,366 @@ def test_answers_through_a_large_pool(berthd, berthctl, tmp_path, unbound):
               (line.partition(":") for line in out.stdout.splitlines()) if v}
     assert fields["ports held"] == "400", out.stdout
     assert fields["outstanding"] == "0", out.stdout
+
+
+# ------------------------------------------------ failover and upstream health
+
+def sick_after():
+    """DNS_FWD_SICK_AFTER from src/dns/forwarder.h: the consecutive timeouts
+    after which an upstream is tried last."""
+    header = (REPO / "src" / "dns" / "forwarder.h").read_text()
+    m = re.search(r"#define DNS_FWD_SICK_AFTER (\d+)u?\b", header)
+    assert m, "DNS_FWD_SICK_AFTER not found in src/dns/forwarder.h"
+    return int(m.group(1))
+
+
+def answer_of(reply):
+    return sorted(r.to_text() for rr in reply.answer for r in rr)
+
+
+def timed_ask(port, name, rtype="A", timeout=3.0):
+    """ask() that also returns how long the answer took, in seconds."""
+    t0 = time.monotonic()
+    reply = ask(port, name, rtype, timeout=timeout)
+    return reply, time.monotonic() - t0
+
+
+class BlackHole:
+    """A dead upstream: a UDP socket and a TCP listener on one loopback port
+    that take queries and never answer (TCP connections complete in the
+    kernel's backlog and are never accepted).  Holding the port (unlike a
+    port nothing listens on) means nobody else can answer there, and shows
+    what was sent to it."""
+
+    def __init__(self):
+        for _ in range(100):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                self.sock.bind(("127.0.0.1", 0))
+                self.tcp.bind(("127.0.0.1", self.sock.getsockname()[1]))
+                break
+            except OSError:
+                self.close()
+        else:
+            raise RuntimeError("no port free for UDP and TCP after 100 tries")
+        self.tcp.listen(8)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+
+    def close(self):
+        self.sock.close()
+        self.tcp.close()
+
+    def received(self):
+        """How many datagrams arrived so far."""
+        for _ in range(10000):
+            try:
+                self.sock.recv(65535)
+            except BlockingIOError:
+                break
+            self.count += 1
+        return self.count
+
+
+@pytest.fixture
+def black_hole():
+    hole = BlackHole()
+    yield hole
+    hole.close()
+
+
+def test_failover_to_live_second_upstream(berthd, berthctl, tmp_path, unbound,
+                                          black_hole):
+    """The first upstream swallows the query; after upstream_timeout the
+    query goes to the second (the real Unbound) and the client gets the
+    real answer, with the timeout and the retry counted."""
+    daemon, port = start(berthd, tmp_path,
+                         [f"127.0.0.1:{black_hole.port}",
+                          f"127.0.0.1:{unbound.port}"],
+                         "upstream_timeout = 300ms\n")
+    reply, took = timed_ask(port, "host.test.")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert answer_of(reply) == unbound.answers("host.test.", "A")
+    # The first upstream was tried first and waited for (the wheel never
+    # fires a timer early; a little slack for the loop's clock).
+    assert black_hole.received() == 1
+    assert took >= 0.25, took
+    counters = status(berthctl, daemon)
+    assert counters["forwarded"] == 1
+    assert counters["timeouts"] == 1
+    assert counters["retries"] == 1
+    assert counters["upstream_answers"] == 1
+    assert counters["servfails"] == 0
+    assert counters["upstream_0_failures"] == 1
+    assert counters["upstream_1_failures"] == 0
+
+
+def test_failover_tcp_client_to_live_second_upstream(berthd, berthctl,
+                                                     tmp_path, unbound,
+                                                     black_hole):
+    """The same over TCP: the first upstream accepts the connection (in the
+    kernel's backlog) and never answers; after upstream_timeout the query
+    goes to the second upstream over TCP and the client gets its answer."""
+    daemon, port = start(berthd, tmp_path,
+                         [f"127.0.0.1:{black_hole.port}",
+                          f"127.0.0.1:{unbound.port}"],
+                         "upstream_timeout = 300ms\n")
+    t0 = time.monotonic()
+    reply = dns.query.tcp(dns.message.make_query("host.test.", "A"),
+                          "127.0.0.1", port=port, timeout=3)
+    took = time.monotonic() - t0
+    assert answer_of(reply) == unbound.answers("host.test.", "A")
+    assert took >= 0.25, took
+    counters = status(berthctl, daemon)
+    assert counters["forwarded"] == 1
+    assert counters["upstream_tcp_queries"] == 2
+    assert counters["timeouts"] == 1
+    assert counters["retries"] == 1
+    assert counters["upstream_answers"] == 1
+    assert counters["upstream_0_failures"] == 1
+    assert counters["upstream_1_failures"] == 0
+    assert black_hole.received() == 0  # nothing went over UDP
+
+
+def test_failing_upstream_is_tried_last(berthd, berthctl, tmp_path, unbound,
+                                        black_hole):
+    """After DNS_FWD_SICK_AFTER timeouts in a row the dead first upstream is
+    tried after the healthy one: later queries are answered at once, and
+    the dead one sees none of them."""
+    limit = sick_after()
+    timeout = 0.5
+    daemon, port = start(berthd, tmp_path,
+                         [f"127.0.0.1:{black_hole.port}",
+                          f"127.0.0.1:{unbound.port}"],
+                         f"upstream_timeout = {int(timeout * 1000)}ms\n")
+    # Up to the threshold every query goes to the dead upstream first.
+    for i in range(limit):
+        reply, took = timed_ask(port, "host.test.")
+        assert answer_of(reply) == ["192.0.2.10"]
+        assert took >= timeout * 0.8, (i, took)
+        counters = status(berthctl, daemon)
+        assert counters["upstream_0_failures"] == i + 1
+        assert black_hole.received() == i + 1
+    # From now on the healthy upstream comes first.  A broken health state
+    # costs a whole timeout per query, so half of one is a wide margin.
+    for name, want in [("host.test.", ["192.0.2.10"]),
+                       ("mail.test.", ["192.0.2.25"])] * 3:
+        reply, took = timed_ask(port, name)
+        assert answer_of(reply) == want
+        assert took < timeout / 2, (name, took)
+    assert black_hole.received() == limit
+    counters = status(berthctl, daemon)
+    assert counters["timeouts"] == limit
+    assert counters["retries"] == limit
+    assert counters["forwarded"] == limit + 6
+    assert counters["upstream_answers"] == limit + 6
+    assert counters["servfails"] == 0
+    # It is still counted as failing: it never answered.
+    assert counters["upstream_0_failures"] == limit
+    assert counters["upstream_1_failures"] == 0
+
+
+# ------------------------------------------------------------------- 0x20 ----
+
+# 30 letters: the chance that random case leaves them all lower case (or all
+# as the client wrote them) is 2**-30 per query.
+LETTERS = "abcdefghijklmnopqrstuvwxyz.test."
+LETTERS_A = "192.0.2.26"
+
+
+def mixed_case(name):
+    """True when name (text, or a dnspython label tuple) has upper and lower
+    case letters."""
+    if not isinstance(name, str):
+        name = b".".join(name).decode("ascii")
+    return any(c.isupper() for c in name) and any(c.islower() for c in name)
+
+
+class EchoUpstream(threading.Thread):
+    """A fake upstream answering `count` UDP queries with an A record.
+
+    It keeps the question name of every query as it arrived (`seen`, a list
+    of label tuples, case kept) and answers with the question copied
+    exactly, as an honest server does; with lowercase=True it answers with
+    the question name in lower case instead (a server that does not echo
+    0x20 case, or a spoofer who guessed only the name)."""
+
+    def __init__(self, count, address, lowercase=False):
+        super().__init__(daemon=True)
+        self.count = count
+        self.address = address
+        self.lowercase = lowercase
+        self.seen = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+
+    def run(self):
+        try:
+            for _ in range(self.count):
+                data, peer = self.sock.recvfrom(4096)
+                q = dns.message.from_wire(data)
+                name = q.question[0].name
+                self.seen.append(name.labels)
+                if self.lowercase:
+                    name = dns.name.Name([label.lower() for label in
+                                          name.labels])
+                    asked = dns.message.make_query(name, "A")
+                    asked.id = q.id
+                    asked.flags = q.flags
+                    reply = dns.message.make_response(asked)
+                else:
+                    reply = dns.message.make_response(q)
+                reply.answer.append(dns.rrset.from_text(
+                    name, 60, "IN", "A", self.address))
+                self.sock.sendto(reply.to_wire(), peer)
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
+
+
+def test_0x20_with_unbound(berthd, berthctl, tmp_path, unbound_upstream):
+    """With dns_0x20 the real Unbound's answers are accepted and correct,
+    over UDP and TCP; Unbound's log shows the names arriving in random mixed
+    case, and each client gets the question back in the case it wrote."""
+    up = unbound_upstream(DEFAULT_RECORDS + (Record(LETTERS, "A", LETTERS_A),),
+                          ipv6=False)
+    daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{up.port}"],
+                         "dns_0x20 = yes\n")
+    # The fixture's own ready probes are in Unbound's log already.
+    logged = len(up.log().splitlines())
+    spellings = [LETTERS, LETTERS.upper(), "aBcDeFgHiJkLmNoPqRsTuVwXyZ.TeSt."]
+    names = spellings + ["HoSt.TeSt."]
+    for text in names:
+        for tcp in (False, True):
+            q = dns.message.make_query(text, "A")
+            if tcp:
+                reply = dns.query.tcp(q, "127.0.0.1", port=port, timeout=3)
+            else:
+                reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
+            assert reply.rcode() == dns.rcode.NOERROR, (text, tcp)
+            want = up.answers(text.lower(), "A")
+            assert want and answer_of(reply) == want, (text, tcp)
+            # Labels are bytes: this compares case exactly.
+            assert reply.question[0].name.labels == \
+                q.question[0].name.labels, (text, tcp)
+    counters = status(berthctl, daemon)
+    assert counters["upstream_answers"] == 2 * len(names)
+    assert counters["mismatch_question"] == 0
+    assert counters["timeouts"] == 0
+    # Query lines are "info: ADDR NAME TYPE CLASS"; replies go on after it.
+    sent = [line.split()[-3] for line in up.log().splitlines()[logged:]
+            if "info: " in line and line.endswith(" A IN")]
+    letters = [name for name in sent if name.lower() == LETTERS]
+    assert len(letters) == 2 * len(spellings), sent
+    for name in letters:
+        assert mixed_case(name) and name not in spellings, letters
+
+
+def test_0x20_randomizes_case_upstream(berthd, berthctl, tmp_path):
+    """What leaves for the upstream has random mixed case, new for every
+    query, and the client still sees its own case."""
+    rounds = 6
+    echo = EchoUpstream(rounds, "192.0.2.77")
+    echo.start()
+    daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{echo.port}"],
+                         "dns_0x20 = yes\n")
+    for i in range(rounds):
+        text = LETTERS if i % 2 == 0 else LETTERS.upper()
+        q = dns.message.make_query(text, "A")
+        reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
+        assert answer_of(reply) == ["192.0.2.77"]
+        assert reply.question[0].name.labels == q.question[0].name.labels
+    echo.join(5)
+    assert len(echo.seen) == rounds
+    want = dns.name.from_text(LETTERS)
+    for labels in echo.seen:
+        assert dns.name.Name(labels) == want  # the same name, any case
+        assert mixed_case(labels), labels
+    assert len(set(echo.seen)) > 1, echo.seen
+    counters = status(berthctl, daemon)
+    assert counters["upstream_answers"] == rounds
+    assert counters["mismatch_question"] == 0
+
+
+def test_0x20_rejects_answer_without_case(berthd, berthctl, tmp_path):
+    """An answer whose question comes back lower case is not the answer to
+    a 0x20 query: it is dropped and counted, and the client gets SERVFAIL
+    once the upstream's time is up.  The same answer is accepted without
+    dns_0x20 (names match case-insensitively), so the case is the reason."""
+    liar = EchoUpstream(2, "203.0.113.5", lowercase=True)
+    liar.start()
+    upstream = [f"127.0.0.1:{liar.port}"]
+    daemon, port = start(berthd, tmp_path, upstream,
+                         "dns_0x20 = yes\nupstream_timeout = 300ms\n")
+    q = dns.message.make_query(LETTERS, "A")
+    t0 = time.monotonic()
+    reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
+    took = time.monotonic() - t0
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert not reply.answer
+    assert reply.question[0].name.labels == q.question[0].name.labels
+    assert took >= 0.25, took
+    counters = status(berthctl, daemon)
+    assert counters["answers"] == 1
+    assert counters["mismatch_question"] == 1
+    assert counters["upstream_answers"] == 0
+    assert counters["timeouts"] == 1
+    assert counters["servfails"] == 1
+    assert mixed_case(liar.seen[0]), liar.seen
+    # The second berthd takes the first one's control socket.
+    assert daemon.stop() == (0, False), daemon.stderr()
+
+    plain, plain_port = start(berthd, tmp_path, upstream,
+                              "upstream_timeout = 300ms\n")
+    reply = ask(plain_port, LETTERS.upper())
+    assert answer_of(reply) == ["203.0.113.5"]
+    liar.join(5)
+    assert status(berthctl, plain)["mismatch_question"] == 0
+
+
+# ------------------------------------------------------------------- IPv6 ----
+
+def test_ipv6_listen_and_upstream(berthd, berthctl, tmp_path, unbound_upstream):
+    """A dns service on [::1] forwarding to Unbound on [::1] answers dig and
+    dnspython over UDP and TCP (the pool opens IPv6 sockets for it)."""
+    require(DIG)
+    if not ipv6_loopback_available():
+        pytest.fail("::1 cannot be bound on this machine: the IPv6 forwarder "
+                    "test needs the IPv6 loopback address (a skip would leave "
+                    "IPv6 untested)", pytrace=False)
+    up = unbound_upstream(ipv6=True)
+    port = free_port("both", host="::1")
+    daemon = berthd(config(tmp_path, port, [f"[::1]:{up.port}"], host="::1"),
+                    lambda d: (port_held(port, "udp", "::1") and
+                               port_held(port, "tcp", "::1")))
+    # The fixture's own ready probes are in Unbound's log already.
+    logged = len(up.log().splitlines())
+    for tcp in ("+notcp", "+tcp"):
+        out = run([DIG, tcp, "+short", "+tries=1", "+time=3", "-p", str(port),
+                   "@::1", "host.test", "A"])
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == up.answers("host.test.", "A"), tcp
+    q = dns.message.make_query("host.test.", "AAAA")
+    reply = dns.query.udp(q, "::1", port=port, timeout=3)
+    assert answer_of(reply) == up.answers("host.test.", "AAAA")
+    reply = dns.query.tcp(q, "::1", port=port, timeout=3)
+    assert answer_of(reply) == up.answers("host.test.", "AAAA")
+    counters = status(berthctl, daemon)
+    assert counters["queries_udp"] == 2
+    assert counters["queries_tcp"] == 2
+    assert counters["upstream_answers"] == 4
+    assert counters["upstream_tcp_queries"] == 2
+    assert counters["servfails"] == 0
+    assert counters["timeouts"] == 0
+    # Unbound heard the four queries, from ::1.  Query lines end in the
+    # class; reply lines go on with the rcode.
+    asked = [line.split("info: ", 1)[1]
+             for line in up.log().splitlines()[logged:]
+             if "info: " in line and line.endswith(" IN")]
+    assert sorted(asked) == ["::1 host.test. A IN"] * 2 + \
+        ["::1 host.test. AAAA IN"] * 2, up.log()
