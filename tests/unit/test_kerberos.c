@@ -306,6 +306,8 @@ struct rig {
 	struct sess_listener *ul;
 	struct fe_krb *krb;
 	int up[2];                 /* fake upstream UDP sockets */
+	int up_tcp[2];             /* TCP sockets bound to the same ports, or -1
+				      once handed out by tcp_upstream */
 	struct fe_krb_upstream ups[2];
 	int client[2];             /* client UDP sockets */
 	struct sockaddr_in caddr[2];
@@ -359,7 +361,24 @@ static void rig_up(struct rig *r, uint32_t pool_size, size_t max_udp_reply)
 	r->pool_fd = info.fd4;
 	for (int i = 0; i < 2; i++) {
 		struct sockaddr_in a;
-		r->up[i] = udp_socket(&a);
+		/*
+		 * The kernel picks a free UDP port; the same port must also be
+		 * free for TCP (the too-big retry connects to it), which another
+		 * program's connection can spoil, so both are held from here on.
+		 */
+		r->up_tcp[i] = -1;
+		for (int tries = 0; tries < 100 && r->up_tcp[i] < 0; tries++) {
+			r->up[i] = udp_socket(&a);
+			int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			assert_true(t >= 0);
+			if (bind(t, (struct sockaddr *)&a, sizeof(a)) == 0) {
+				r->up_tcp[i] = t;
+			} else {
+				close(t);
+				close(r->up[i]);
+			}
+		}
+		assert_true(r->up_tcp[i] >= 0);
 		memcpy(&r->ups[i].sa, &a, sizeof(a));
 		r->ups[i].len = sizeof(a);
 		r->client[i] = udp_socket(&r->caddr[i]);
@@ -391,6 +410,8 @@ static void rig_down(struct rig *r)
 	pool_free(r->pool);
 	for (int i = 0; i < 2; i++) {
 		close(r->up[i]);
+		if (r->up_tcp[i] >= 0)
+			close(r->up_tcp[i]);
 		close(r->client[i]);
 	}
 	loop_free(r->loop);
@@ -713,14 +734,11 @@ static int relay_tcp_fd(struct rig *r)
 	return -1;
 }
 
-/* A TCP listener on the port of upstream u. */
+/* A TCP listener on the port of upstream u; the caller closes it. */
 static int tcp_upstream(struct rig *r, int u)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	assert_int_equal(bind(fd, (struct sockaddr *)&r->ups[u].sa, r->ups[u].len), 0);
+	int fd = r->up_tcp[u];
+	r->up_tcp[u] = -1;
 	assert_int_equal(listen(fd, 4), 0);
 	return fd;
 }
