@@ -43,6 +43,12 @@ static void dns_stop(void *state)
 static int dns_check(const struct berth_config *cfg,
 		     const struct config_service *svc, char *err, size_t errlen)
 {
+	if (svc->nlisten > DNS_FWD_MAX_LISTEN) {
+		snprintf(err, errlen, "%s:%u: [service %s] listen: at most %u "
+			 "addresses, has %zu", cfg->file, svc->listen_line,
+			 svc->name, DNS_FWD_MAX_LISTEN, svc->nlisten);
+		return -EINVAL;
+	}
 	if (svc->nupstream > DNS_FWD_MAX_UPSTREAMS) {
 		snprintf(err, errlen, "%s:%u: [service %s] upstream: at most %u "
 			 "upstreams, has %zu", cfg->file, svc->upstream_line,
