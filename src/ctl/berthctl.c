@@ -39,8 +39,8 @@ static void usage(FILE *f)
 	      "  -V, --version              print the version\n"
 	      "\n"
 	      "Exit status: 0 ok; 1 conflicts found (check), nobody holds the port\n"
-	      "(who) or a reply from berthd cut short; 2 usage or environment error,\n"
-	      "or an error berthd answered.\n",
+	      "(who) or a reply from berthd cut short; 2 usage, config or environment\n"
+	      "error, or an error berthd answered.\n",
 	      f);
 }
 

@@ -26,7 +26,9 @@ struct ctl_setup {
 /*
  * Load the config at path (NULL: the built-in default) and build its port
  * plan into *setup.  Returns 0, or CTL_ERROR after printing file:line, key
- * and reason to err.  Free with ctl_unload() either way.  (load.c)
+ * and reason to err.  Free with ctl_unload() either way.  A pool too large
+ * for the plan is not an error here: plan->pool_size is set all the same,
+ * for ctl_check() to report.  (load.c)
  */
 int ctl_load(const char *path, struct ctl_setup *setup, FILE *err);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "berth/session.h"
 #include "daemon/daemon.h"
 #include "dns/forwarder.h"
 #include "dns/hosts.h"
@@ -43,6 +44,12 @@ static void dns_stop(void *state)
 static int dns_check(const struct berth_config *cfg,
 		     const struct config_service *svc, char *err, size_t errlen)
 {
+	if (svc->nlisten > DNS_FWD_MAX_LISTEN) {
+		snprintf(err, errlen, "%s:%u: [service %s] listen: at most %u "
+			 "addresses, has %zu", cfg->file, svc->listen_line,
+			 svc->name, DNS_FWD_MAX_LISTEN, svc->nlisten);
+		return -EINVAL;
+	}
 	if (svc->nupstream > DNS_FWD_MAX_UPSTREAMS) {
 		snprintf(err, errlen, "%s:%u: [service %s] upstream: at most %u "
 			 "upstreams, has %zu", cfg->file, svc->upstream_line,
@@ -135,11 +142,45 @@ static bool dns_on_pool_reply(void *state, int fd, uint16_t port,
 	return dns_fwd_on_upstream_reply(s->fwd, fd, port, from, fromlen, msg, len);
 }
 
+/* The TCP sessions' counters, summed over the listen addresses, named as
+ * the kerberos service names them. */
+static void tcp_status(struct svc_dns *s, FILE *out)
+{
+	struct sess_stats sum = { 0 };
+	struct sess_listener *l;
+	for (size_t i = 0; (l = dns_fwd_tcp_listener(s->fwd, i)); i++) {
+		struct sess_stats st;
+		sess_listener_stats(l, &st);
+		sum.accepted += st.accepted;
+		sum.active += st.active;
+		sum.evictions += st.evictions;
+		sum.refusals += st.refusals;
+		sum.emfile_pauses += st.emfile_pauses;
+		for (int r = 0; r < SESS_CLOSE_REASONS; r++)
+			sum.closes[r] += st.closes[r];
+	}
+	const struct { const char *key; uint64_t v; } rows[] = {
+		{ "sessions_accepted", sum.accepted },
+		{ "sessions_active", sum.active },
+		{ "evictions", sum.evictions },
+		{ "refusals", sum.refusals },
+		{ "emfile_pauses", sum.emfile_pauses },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		fprintf(out, "  %s: %llu\n", rows[i].key,
+			(unsigned long long)rows[i].v);
+	for (int r = 0; r < SESS_CLOSE_REASONS; r++)
+		fprintf(out, "  closes_%s: %llu\n",
+			sess_close_reason_name((enum sess_close_reason)r),
+			(unsigned long long)sum.closes[r]);
+}
+
 static void dns_status(void *state, FILE *out)
 {
 	struct svc_dns *s = state;
 	fprintf(out, "  hosts_records: %zu\n", dns_hosts_count(s->hosts));
 	dns_fwd_status(s->fwd, out);
+	tcp_status(s, out);
 }
 
 static void dns_sessions(void *state, FILE *out)

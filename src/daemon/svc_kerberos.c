@@ -101,7 +101,9 @@ static int krb_start(struct daemon *d, const struct config_service *svc,
 			k->udp[i] = sess_listen_udp(daemon_loop(d), a, alen, &ss, &lim,
 						    k->guard, why, sizeof(why));
 		if (!k->tcp[i] || !k->udp[i]) {
-			snprintf(err, errlen, "[service %s] listen: %s", svc->name, why);
+			snprintf(err, errlen, "%s:%u: [service %s] listen: %s",
+				 daemon_config(d)->file, svc->listen_line,
+				 svc->name, why);
 			rc = -EADDRNOTAVAIL;
 			goto fail;
 		}

@@ -23,7 +23,8 @@
  *
  * Outstanding queries live in a table allocated once (max_outstanding
  * records with a free list, indexed by ID), so no memory is allocated per
- * query.  When it is full, new queries are dropped and counted.
+ * query.  When it is full, a new query is counted (table_full) and its
+ * client gets SERVFAIL at once.
  *
  * A query from a TCP client goes upstream over TCP instead (a TC answer
  * would be no use to it): each upstream has up to FWD_UTCP_CONNS connections

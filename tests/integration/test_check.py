@@ -45,3 +45,25 @@ def test_released_port_is_ok(berthctl, free_port, tmp_path):
     assert "conflict:" not in r.stdout
     # The kernel may not reserve the port yet; then check warns about it.
     assert r.stdout.splitlines()[-1] == "ok: no conflicts", r.stdout
+
+
+def test_pool_too_large_is_a_conflict(berthctl, tmp_path):
+    """A pool the plan cannot hold is a conflict check reports (exit 1), like
+    a held reserved port, not a config berthctl fails to read (exit 2)."""
+    config = tmp_path / "berth.conf"
+    config.write_text(
+        "[ports]\n"
+        "dynamic_range = 60000-60099\n"
+        "avoid_in_use = no\n"
+        "[pool]\n"
+        "size = 200\n")
+    r = berthctl("-c", config, "check")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"conflict: pool size 200 ({config}:5) does not fit" in r.stdout
+    assert "leaves only 100 ports" in r.stdout
+    assert "ok:" not in r.stdout
+
+    # The other offline verbs still read such a config.
+    r = berthctl("-c", config, "show", "dynamicport", "udp")
+    assert r.returncode == 0, r.stderr
+    assert "Start Port      : 60000" in r.stdout

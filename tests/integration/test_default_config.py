@@ -96,6 +96,16 @@ def test_check_runs_the_services_own_checks(build_dir, tmp_path):
     assert out.returncode == 1, out.stdout
     assert f"{conf}:7: [service d] upstream: at most 8 upstreams, has 9" in out.stderr
 
+    # The forwarder has room for 8 listen addresses; a ninth would fail only
+    # at start, with a bare "No space left on device".
+    listen = ",\n  ".join(f"127.0.0.1:{5390 + i}" for i in range(9))
+    conf = tmp_path / "listen.conf"
+    conf.write_text(f"[service d]\nprotocol = dns\nlisten = {listen}\n"
+                    f"hosts = /etc/hosts\n")
+    out = berthd_check(build_dir, conf)
+    assert out.returncode == 1, out.stdout
+    assert f"{conf}:3: [service d] listen: at most 8 addresses, has 9" in out.stderr
+
     # Indented lines continue the value (lines are at most 197 characters).
     kdcs = ",\n  ".join(f"127.0.0.{i}" for i in range(1, 18))
     conf = tmp_path / "krb.conf"

@@ -248,3 +248,17 @@ def test_sessions_lists_open_tcp_session(krb5_realm, berthd, free_port,
         assert (service, got_peer, state) == ("kdc", peer, "new")
         assert 0 < int(deadline) <= 30000
         assert int(age) + int(deadline) <= 30000 + 5  # one deadline, from accept
+
+
+def test_listen_failure_names_file_and_line(berthd, free_port, tmp_path):
+    """A kerberos service that cannot bind is reported with the config's
+    file and line, as berthd(8) says (and as a dns service is)."""
+    port = free_port("both")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        text = berth_config(tmp_path, port, "127.0.0.1:88")
+        daemon = berthd(text, ready=lambda d: "not started" in d.stderr())
+        line = text.splitlines().index(f"listen = 127.0.0.1:{port}") + 1
+        assert f"{daemon.config}:{line}: [service kdc] listen: " \
+               in daemon.stderr(), daemon.stderr()

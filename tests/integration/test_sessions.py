@@ -71,6 +71,15 @@ socket = {sock}
 
         out = berthctl("-s", sock, "sessions")
         assert not any(p in out.stdout for p in peers), out.stdout
+
+        # berthctl status counts them for the dns service, as for kerberos.
+        out = berthctl("-s", sock, "status")
+        assert out.returncode == 0, out.stderr
+        dns_part = out.stdout.split("service dns (dns)", 1)[1]
+        assert "  sessions_accepted: 3\n" in dns_part, out.stdout
+        assert "  sessions_active: 0\n" in dns_part, out.stdout
+        assert "  closes_new_timeout: 3\n" in dns_part, out.stdout
+        assert "  evictions: 0\n" in dns_part, out.stdout
     finally:
         for c in clients:
             c.close()
