@@ -120,6 +120,19 @@ struct sess_listener;
 void daemon_print_sessions(struct sess_listener *l, const char *service,
 			   FILE *out);
 
+/*
+ * Session counters for services' status ops: daemon_sum_sess_stats adds
+ * listener l's counters (borrowed; NULL adds nothing) into *sum, and
+ * daemon_print_sess_stats prints a sum as `berthctl status` lines:
+ * sessions_accepted, sessions_active, evictions, refusals, emfile_pauses and
+ * closes_REASON.  guard_drops and the datagram counts are the services' to
+ * print.
+ */
+struct sess_stats;
+void daemon_sum_sess_stats(struct sess_stats *sum,
+			   const struct sess_listener *l);
+void daemon_print_sess_stats(const struct sess_stats *sum, FILE *out);
+
 /* Accessors for services and commands. */
 struct loop *daemon_loop(struct daemon *d);
 struct pool *daemon_pool(struct daemon *d); /* NULL without [pool] */

@@ -144,6 +144,44 @@ void daemon_print_sessions(struct sess_listener *l, const char *service,
 	}
 }
 
+void daemon_sum_sess_stats(struct sess_stats *sum,
+			   const struct sess_listener *l)
+{
+	if (!l)
+		return;
+	struct sess_stats st;
+	sess_listener_stats(l, &st);
+	sum->accepted += st.accepted;
+	sum->active += st.active;
+	for (int r = 0; r < SESS_CLOSE_REASONS; r++)
+		sum->closes[r] += st.closes[r];
+	sum->evictions += st.evictions;
+	sum->refusals += st.refusals;
+	sum->emfile_pauses += st.emfile_pauses;
+	sum->guard_drops += st.guard_drops;
+	sum->datagrams_in += st.datagrams_in;
+	sum->datagrams_out += st.datagrams_out;
+	sum->datagrams_dropped += st.datagrams_dropped;
+}
+
+void daemon_print_sess_stats(const struct sess_stats *sum, FILE *out)
+{
+	const struct { const char *key; uint64_t v; } rows[] = {
+		{ "sessions_accepted", sum->accepted },
+		{ "sessions_active", sum->active },
+		{ "evictions", sum->evictions },
+		{ "refusals", sum->refusals },
+		{ "emfile_pauses", sum->emfile_pauses },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		fprintf(out, "  %s: %llu\n", rows[i].key,
+			(unsigned long long)rows[i].v);
+	for (int r = 0; r < SESS_CLOSE_REASONS; r++)
+		fprintf(out, "  closes_%s: %llu\n",
+			sess_close_reason_name((enum sess_close_reason)r),
+			(unsigned long long)sum->closes[r]);
+}
+
 static int cmd_sessions(struct daemon *d, FILE *out)
 {
 	fputs("service peer state age_ms deadline_in_ms\n", out);

@@ -142,45 +142,17 @@ static bool dns_on_pool_reply(void *state, int fd, uint16_t port,
 	return dns_fwd_on_upstream_reply(s->fwd, fd, port, from, fromlen, msg, len);
 }
 
-/* The TCP sessions' counters, summed over the listen addresses, named as
- * the kerberos service names them. */
-static void tcp_status(struct svc_dns *s, FILE *out)
-{
-	struct sess_stats sum = { 0 };
-	struct sess_listener *l;
-	for (size_t i = 0; (l = dns_fwd_tcp_listener(s->fwd, i)); i++) {
-		struct sess_stats st;
-		sess_listener_stats(l, &st);
-		sum.accepted += st.accepted;
-		sum.active += st.active;
-		sum.evictions += st.evictions;
-		sum.refusals += st.refusals;
-		sum.emfile_pauses += st.emfile_pauses;
-		for (int r = 0; r < SESS_CLOSE_REASONS; r++)
-			sum.closes[r] += st.closes[r];
-	}
-	const struct { const char *key; uint64_t v; } rows[] = {
-		{ "sessions_accepted", sum.accepted },
-		{ "sessions_active", sum.active },
-		{ "evictions", sum.evictions },
-		{ "refusals", sum.refusals },
-		{ "emfile_pauses", sum.emfile_pauses },
-	};
-	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-		fprintf(out, "  %s: %llu\n", rows[i].key,
-			(unsigned long long)rows[i].v);
-	for (int r = 0; r < SESS_CLOSE_REASONS; r++)
-		fprintf(out, "  closes_%s: %llu\n",
-			sess_close_reason_name((enum sess_close_reason)r),
-			(unsigned long long)sum.closes[r]);
-}
-
 static void dns_status(void *state, FILE *out)
 {
 	struct svc_dns *s = state;
 	fprintf(out, "  hosts_records: %zu\n", dns_hosts_count(s->hosts));
 	dns_fwd_status(s->fwd, out);
-	tcp_status(s, out);
+	/* The TCP sessions' counters, summed over the listen addresses. */
+	struct sess_stats sum = { 0 };
+	struct sess_listener *l;
+	for (size_t i = 0; (l = dns_fwd_tcp_listener(s->fwd, i)); i++)
+		daemon_sum_sess_stats(&sum, l);
+	daemon_print_sess_stats(&sum, out);
 }
 
 static void dns_sessions(void *state, FILE *out)

@@ -153,38 +153,14 @@ static void krb_status(void *state, FILE *out)
 	STAT("dropped", st.dropped);
 	struct sess_stats sum = { 0 };
 	for (size_t i = 0; i < k->nlisten; i++) {
-		struct sess_listener *both[2] = { k->tcp[i], k->udp[i] };
-		for (size_t j = 0; j < 2; j++) {
-			struct sess_stats s;
-			sess_listener_stats(both[j], &s);
-			sum.accepted += s.accepted;
-			sum.active += s.active;
-			for (int r = 0; r < SESS_CLOSE_REASONS; r++)
-				sum.closes[r] += s.closes[r];
-			sum.evictions += s.evictions;
-			sum.refusals += s.refusals;
-			sum.emfile_pauses += s.emfile_pauses;
-			sum.guard_drops += s.guard_drops;
-			sum.datagrams_in += s.datagrams_in;
-			sum.datagrams_out += s.datagrams_out;
-			sum.datagrams_dropped += s.datagrams_dropped;
-		}
+		daemon_sum_sess_stats(&sum, k->tcp[i]);
+		daemon_sum_sess_stats(&sum, k->udp[i]);
 	}
 	STAT("guard_drops", sum.guard_drops);
-	STAT("sessions_accepted", sum.accepted);
-	STAT("sessions_active", sum.active);
-	STAT("evictions", sum.evictions);
-	STAT("refusals", sum.refusals);
-	STAT("emfile_pauses", sum.emfile_pauses);
 	STAT("datagrams_in", sum.datagrams_in);
 	STAT("datagrams_out", sum.datagrams_out);
 	STAT("datagrams_dropped", sum.datagrams_dropped);
-	for (int r = 0; r < SESS_CLOSE_REASONS; r++) {
-		char key[64];
-		snprintf(key, sizeof(key), "closes_%s",
-			 sess_close_reason_name((enum sess_close_reason)r));
-		STAT(key, sum.closes[r]);
-	}
+	daemon_print_sess_stats(&sum, out);
 }
 
 static void krb_sessions(void *state, FILE *out)
