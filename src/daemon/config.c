@@ -106,6 +106,12 @@ static int load_pool(struct parse *p, const struct raw_section *sec,
 		} else {
 			rc = config_parse_duration(e->value, &cfg->pool.rotate_ms, why,
 						   sizeof(why));
+			/* The pool keeps the period in 32 bits of milliseconds. */
+			if (rc == 0 && cfg->pool.rotate_ms > UINT32_MAX) {
+				rc = -EINVAL;
+				snprintf(why, sizeof(why), "'%s' is too large (at most "
+					 "4294967295ms, about 49 days)", e->value);
+			}
 		}
 		if (rc)
 			return config__fail(p, -EINVAL, e->line, sec->label,

@@ -232,8 +232,8 @@ static int build_pool(struct daemon *d, struct daemon_gen *g, char *err,
 		.size = g->cfg.pool.size,
 		.mode = g->cfg.pool.mode == CONFIG_POOL_PER_QUERY ? POOL_MODE_PER_QUERY
 								  : POOL_MODE_POOL,
-		.rotate_ms = g->cfg.pool.rotate_ms > UINT32_MAX ? UINT32_MAX
-								 : (uint32_t)g->cfg.pool.rotate_ms,
+		/* The config refuses a period over UINT32_MAX ms. */
+		.rotate_ms = (uint32_t)g->cfg.pool.rotate_ms,
 		.families = POOL_FAMILY_INET |
 			    (config_uses_ipv6(&g->cfg) ? POOL_FAMILY_INET6 : 0),
 		.bind4 = { .s_addr = htonl(INADDR_ANY) },

@@ -528,6 +528,7 @@ static void test_value_errors(void **state)
 		{ "[pool]\nrotate = soon\n", "t.conf:2: [pool] rotate: 'soon'", "not a duration" },
 		{ "[pool]\nrotate = -1s\n", "t.conf:2: [pool] rotate:", NULL },
 		{ "[pool]\nrotate = 99999999999999999999h\n", "t.conf:2: [pool] rotate:", "too large" },
+		{ "[pool]\nrotate = 1200h\n", "t.conf:2: [pool] rotate: '1200h'", "at most 4294967295ms" },
 		{ "[service d]\nlisten = 127.0.0.1:1\n", "t.conf:1: [service d] protocol: missing", NULL },
 		{ "[service d]\nprotocol = http\n", "t.conf:2: [service d] protocol: 'http'", NULL },
 		{ "[service d]\nprotocol = dns\nupstream = 192.0.2.1\n",
