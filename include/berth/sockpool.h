@@ -228,6 +228,8 @@ struct pool_stats {
 	uint64_t releases;        /* pool_release_port calls */
 	uint64_t bind_failures;   /* binds refused with EADDRINUSE/EACCES */
 	uint64_t drain_timeouts;  /* draining sockets closed by the timeout */
+	uint64_t tcp_binds;       /* TCP sockets pool_bind_tcp handed out */
+	uint64_t tcp_refusals;    /* its binds refused with EADDRINUSE/EACCES */
 };
 
 /* Fill *out (caller-owned) with the pool's current figures. */

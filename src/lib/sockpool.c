@@ -445,11 +445,13 @@ int pool_bind_tcp(struct pool *pool, int family, uint16_t *port)
 			continue;
 		int fd = pool->ops.bind_tcp(pool->ctx, family, addr, (uint16_t)p);
 		if (fd >= 0) {
+			pool->tcp_binds++;
 			*port = (uint16_t)p;
 			return fd;
 		}
 		if (fd != -EADDRINUSE && fd != -EACCES)
 			return fd;
+		pool->tcp_refusals++;
 	}
 	return -EADDRINUSE;
 }

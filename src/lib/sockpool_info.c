@@ -46,6 +46,8 @@ void pool_stats(const struct pool *pool, struct pool_stats *out)
 		.releases = pool->releases,
 		.bind_failures = pool->bind_failures,
 		.drain_timeouts = pool->drain_timeouts,
+		.tcp_binds = pool->tcp_binds,
+		.tcp_refusals = pool->tcp_refusals,
 	};
 }
 

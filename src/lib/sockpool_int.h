@@ -58,6 +58,7 @@ struct pool {
 	uint16_t fail_port;
 	int fail_family;
 	uint64_t acquires, rotations, releases, bind_failures, drain_timeouts;
+	uint64_t tcp_binds, tcp_refusals;     /* pool_bind_tcp */
 	pool_watch_fn *watch;
 	void *watch_arg;
 };

@@ -93,6 +93,16 @@ def allowed(lo):
     return set(range(lo + 90, lo + 100))
 
 
+def tcp_binds(berthctl, tmp_path):
+    """The "tcp binds" count of `berthctl pool`."""
+    out = berthctl("-s", str(tmp_path / "berth.sock"), "pool")
+    assert out.returncode == 0, out.stderr
+    for line in out.stdout.splitlines():
+        if line.startswith("tcp binds:"):
+            return int(line.split()[2])
+    pytest.fail(f"no 'tcp binds' line in:\n{out.stdout}")
+
+
 def dns_answer(wire):
     query = dns.message.from_wire(wire)
     reply = dns.message.make_response(query)
@@ -101,7 +111,8 @@ def dns_answer(wire):
     return reply.to_wire()
 
 
-def test_dns_upstream_tcp_leg_uses_ports_of_the_plan(berthd, tmp_path):
+def test_dns_upstream_tcp_leg_uses_ports_of_the_plan(berthd, berthctl,
+                                                     tmp_path):
     lo = free_block(100)
     upstream = RecordingTcpUpstream(2, dns_answer)
     try:
@@ -116,6 +127,7 @@ def test_dns_upstream_tcp_leg_uses_ports_of_the_plan(berthd, tmp_path):
             reply = dns.query.tcp(q, "127.0.0.1", port=port, timeout=3)
             assert [r.to_text() for rr in reply.answer for r in rr] == \
                 ["192.0.2.53"]
+        assert tcp_binds(berthctl, tmp_path) >= CONNECTIONS
     finally:
         upstream.close()
     # The upstream closes after each answer, so each query opened a new
@@ -124,7 +136,7 @@ def test_dns_upstream_tcp_leg_uses_ports_of_the_plan(berthd, tmp_path):
     assert set(upstream.ports) <= allowed(lo), upstream.ports
 
 
-def test_kerberos_tcp_leg_uses_ports_of_the_plan(berthd, tmp_path):
+def test_kerberos_tcp_leg_uses_ports_of_the_plan(berthd, berthctl, tmp_path):
     lo = free_block(100)
     framed = (REPO / "tests" / "fuzz" / "corpus" / "krb_msg" /
               "as-req-tcp-framed").read_bytes()
@@ -147,6 +159,7 @@ def test_kerberos_tcp_leg_uses_ports_of_the_plan(berthd, tmp_path):
                 c.sendall(framed)
                 head = c.recv(4)
                 assert len(head) == 4, "no reply from berthd"
+        assert tcp_binds(berthctl, tmp_path) >= CONNECTIONS
     finally:
         kdc.close()
     assert len(kdc.ports) >= CONNECTIONS

@@ -760,6 +760,8 @@ static void test_tcp_refusal_skips_without_excluding(void **state)
 	pool_stats(pool, &after);
 	assert_int_equal(after.available, before.available);
 	assert_int_equal(after.bind_failures, before.bind_failures);
+	assert_int_equal(after.tcp_binds, 50);
+	assert_int_equal(after.tcp_refusals, f->refusals); /* UDP had none */
 	/* Every port refused: the attempts run out with EADDRINUSE. */
 	portset_add(&f->tcp_inuse, 50003);
 	uint16_t port = 0;
