@@ -39,6 +39,7 @@
 #define BERTH_SOCKPOOL_H
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -78,11 +79,17 @@ struct pool_ops {
 	int (*bind_udp)(void *ctx, int family, const void *local_addr,
 			uint16_t port);
 	/*
-	 * The same for a TCP socket that the caller will connect (see
-	 * pool_bind_tcp).  May be NULL when pool_bind_tcp is never called.
+	 * Open a TCP socket of family bound to port on local_addr and start a
+	 * nonblocking connect to `to` (see pool_connect_tcp).  Returns the fd,
+	 * connected or connecting, or -errno: -EADDRINUSE and -EACCES mean
+	 * "this port will not do for this connection" (another socket holds
+	 * it, or the connection's address pair is taken) and make the pool
+	 * draw another; any other error is fatal to the call.  May be NULL
+	 * when pool_connect_tcp is never called.
 	 */
-	int (*bind_tcp)(void *ctx, int family, const void *local_addr,
-			uint16_t port);
+	int (*connect_tcp)(void *ctx, int family, const void *local_addr,
+			   uint16_t port, const struct sockaddr *to,
+			   socklen_t tolen);
 	/* Close an fd returned by bind_udp. */
 	int (*close_fd)(void *ctx, int fd);
 };
@@ -157,23 +164,32 @@ void pool_free(struct pool *pool);
 int pool_acquire(struct pool *pool, int family, struct pool_handle *out);
 
 /*
- * Open a TCP socket for one outbound connection (an upstream's TCP leg),
- * bound to a port drawn the way the pool's own are: uniformly over the
- * plan's allowed ports minus the excluded ones, on the pool's local address
- * of family.  Without this the kernel would pick the port, and its choice
- * knows nothing of the ports the plan reserves.  TCP and UDP ports are
- * separate, so a port the pool's UDP sockets hold may be drawn, and a port
- * refused here (EADDRINUSE or EACCES: another TCP socket holds it, our own
- * closed connections in TIME_WAIT included) is skipped, not excluded.
- * family is AF_INET or AF_INET6, whatever families the pool binds for UDP.
+ * Start one outbound TCP connection (an upstream's TCP leg) to `to` from a
+ * port drawn the way the pool's own are: uniformly over the plan's allowed
+ * ports minus the excluded ones, on the pool's local address of to's family
+ * (AF_INET or AF_INET6, whatever families the pool binds for UDP).  Without
+ * this the kernel would pick the port, and its choice knows nothing of the
+ * ports the plan reserves.
  *
- * Returns a nonblocking close-on-exec fd the caller owns and connects, with
- * its port (host order) in *port; or -errno: -EADDRINUSE when none of
- * max_bind_attempts draws gave a port that binds (a draw of an excluded port
- * counts), -EADDRNOTAVAIL when the plan allows no port, -EOPNOTSUPP when the
- * backend has no bind_tcp, or another bind error as is.
+ * TCP and UDP ports are separate, so a port the pool's UDP sockets hold may
+ * be drawn.  The real backend sets SO_REUSEADDR on these sockets, so a port
+ * is shared only with sockets that allow it and never with a listener:
+ * berthd's own connections share ports, and a port its own closed
+ * connection keeps in TIME_WAIT serves connections to other peers at once.
+ * A port refused for this connection (held, or its address pair with `to`
+ * taken) is skipped, not excluded.  Each port can thus carry one connection
+ * per peer at a time, and a connection berthd closes first holds its pair
+ * for TIME_WAIT (60 s on Linux), as with the kernel's own choice.
+ *
+ * Returns a nonblocking close-on-exec fd the caller owns, connected or
+ * connecting, with its port (host order) in *port (may be NULL); or
+ * -errno: -EADDRINUSE when max_bind_attempts draws were all refused,
+ * -EADDRNOTAVAIL when every allowed port is excluded, -EOPNOTSUPP when the
+ * backend has no connect_tcp, -EAFNOSUPPORT for another family, or another
+ * socket, bind or connect error as is.
  */
-int pool_bind_tcp(struct pool *pool, int family, uint16_t *port);
+int pool_connect_tcp(struct pool *pool, const struct sockaddr *to,
+		     socklen_t tolen, uint16_t *port);
 
 /*
  * End a query taken with pool_acquire.  Lowers the socket's in-flight count;
@@ -228,8 +244,9 @@ struct pool_stats {
 	uint64_t releases;        /* pool_release_port calls */
 	uint64_t bind_failures;   /* binds refused with EADDRINUSE/EACCES */
 	uint64_t drain_timeouts;  /* draining sockets closed by the timeout */
-	uint64_t tcp_binds;       /* TCP sockets pool_bind_tcp handed out */
-	uint64_t tcp_refusals;    /* its binds refused with EADDRINUSE/EACCES */
+	uint64_t tcp_connects;    /* TCP connections pool_connect_tcp started */
+	uint64_t tcp_refusals;    /* ports it drew and had to skip */
+	uint64_t tcp_failures;    /* calls that found no port, or failed */
 };
 
 /* Fill *out (caller-owned) with the pool's current figures. */

@@ -81,10 +81,12 @@ static int cmd_pool(struct daemon *d, FILE *out, char *err, size_t errlen)
 	fprintf(out, "rotations:     %llu\n", (unsigned long long)st.rotations);
 	fprintf(out, "releases:      %llu\n", (unsigned long long)st.releases);
 	fprintf(out, "bind failures: %llu\n", (unsigned long long)st.bind_failures);
-	fprintf(out, "tcp binds:     %llu (upstream connections from the plan's ports)\n",
-		(unsigned long long)st.tcp_binds);
-	fprintf(out, "tcp refusals:  %llu (ports held for TCP, skipped)\n",
+	fprintf(out, "tcp connects:  %llu (upstream connections from the plan's ports)\n",
+		(unsigned long long)st.tcp_connects);
+	fprintf(out, "tcp refusals:  %llu (ports drawn for them and skipped)\n",
 		(unsigned long long)st.tcp_refusals);
+	fprintf(out, "tcp failures:  %llu (connections that found no port)\n",
+		(unsigned long long)st.tcp_failures);
 	fprintf(out, "unclaimed replies: %llu\n",
 		(unsigned long long)d->stats.pool_unclaimed);
 	fputs("sockets (slot port outstanding state):\n", out);

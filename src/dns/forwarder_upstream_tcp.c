@@ -128,8 +128,7 @@ static int conn_open(struct dns_fwd *f, struct fwd_utcp *c)
 	if (!c->wbuf || !c->rbuf)
 		return -ENOMEM;
 	/* The source port comes from the plan, like the UDP leg's. */
-	uint16_t port;
-	int fd = pool_bind_tcp(f->pool, u->addr.sa.sa_family, &port);
+	int fd = pool_connect_tcp(f->pool, &u->addr.sa, u->len, NULL);
 	if (fd < 0) {
 		f->st.send_errors++;
 		return fd;
@@ -137,13 +136,8 @@ static int conn_open(struct dns_fwd *f, struct fwd_utcp *c)
 	/* Queries are small and pipelined: send each at once. */
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	int rc = 0;
-	if (connect(fd, &u->addr.sa, u->len) < 0 && errno != EINPROGRESS)
-		rc = -errno;
-	if (rc == 0) {
-		loop_watch_init(&c->w, fd, on_io);
-		rc = loop_watch_set(f->loop, &c->w, LOOP_READ | LOOP_WRITE);
-	}
+	loop_watch_init(&c->w, fd, on_io);
+	int rc = loop_watch_set(f->loop, &c->w, LOOP_READ | LOOP_WRITE);
 	if (rc < 0) {
 		close(fd);
 		f->st.send_errors++;
@@ -300,19 +294,23 @@ static bool conn_has_room(const struct fwd_utcp *c, size_t need)
 
 /*
  * A connection to upstream up with room for need more octets, opening one
- * when none has room: 0 with *out set; -EAGAIN when every connection is
- * open and full; -EBUSY when a closed one could not be opened.
+ * when none has room: 0 with *out set; -EAGAIN when every connection that
+ * is open is full (a closed one that could not be opened does not matter
+ * then: the query waits for room); -EBUSY when none is open and none could
+ * be opened.
  */
 static int pick_conn(struct dns_fwd *f, unsigned up, size_t need,
 		     struct fwd_utcp **out)
 {
 	struct fwd_utcp *set = &f->utcp[up * FWD_UTCP_CONNS];
-	for (unsigned k = 0; k < FWD_UTCP_CONNS; k++)
+	bool any_open = false;
+	for (unsigned k = 0; k < FWD_UTCP_CONNS; k++) {
 		if (conn_has_room(&set[k], need)) {
 			*out = &set[k];
 			return 0;
 		}
-	int rc = -EAGAIN;
+		any_open |= set[k].fd >= 0;
+	}
 	for (unsigned k = 0; k < FWD_UTCP_CONNS; k++) {
 		if (set[k].fd >= 0)
 			continue;
@@ -320,9 +318,8 @@ static int pick_conn(struct dns_fwd *f, unsigned up, size_t need,
 			*out = &set[k];
 			return 0;
 		}
-		rc = -EBUSY;
 	}
-	return rc;
+	return any_open ? -EAGAIN : -EBUSY;
 }
 
 /* Put r on connection c (which has room) with a fresh ID and write it. */

@@ -113,22 +113,21 @@ int krb_tcp_start(struct krb_query *q)
 	 * The source port comes from the plan, like the UDP exchanges'.
 	 * Without a [pool] there is no plan to draw from: the kernel picks.
 	 */
+	const struct sockaddr *to = (const struct sockaddr *)&u->sa;
 	int fd;
 	if (q->k->pool) {
-		uint16_t port;
-		fd = pool_bind_tcp(q->k->pool, u->sa.ss_family, &port);
+		fd = pool_connect_tcp(q->k->pool, to, u->len, NULL);
+		if (fd < 0)
+			return fd;
 	} else {
 		fd = socket(u->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
-			fd = -errno;
-	}
-	if (fd < 0)
-		return fd;
-	if (connect(fd, (const struct sockaddr *)&u->sa, u->len) < 0 &&
-	    errno != EINPROGRESS) {
-		int rc = -errno;
-		close(fd);
-		return rc;
+			return -errno;
+		if (connect(fd, to, u->len) < 0 && errno != EINPROGRESS) {
+			int rc = -errno;
+			close(fd);
+			return rc;
+		}
 	}
 	q->tfd = fd;
 	q->connected = false;

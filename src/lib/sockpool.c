@@ -5,7 +5,9 @@
  * `excluded` (never drawn again: in use at start, refused binds, released)
  * and `avail` = allowed - excluded - ports our own sockets hold.  A draw is a
  * uniform index into avail, so uniformity needs no rejection loop and an
- * excluded port is never tried.
+ * excluded port is never tried.  TCP connections (pool_connect_tcp) draw the
+ * same way from `tcp_ok` = allowed - excluded: TCP ports are apart from the
+ * UDP ports our sockets hold.
  */
 #include "sockpool_int.h"
 
@@ -55,6 +57,10 @@ static void exclude(struct pool *pool, uint16_t port)
 {
 	portset_add(&pool->excluded, port);
 	take_port(pool, port);
+	if (portset_has(&pool->tcp_ok, port)) {
+		portset_del(&pool->tcp_ok, port);
+		pool->ntcp_ok--;
+	}
 }
 
 void pool__announce(struct pool *pool, const struct psock *s, bool open)
@@ -308,6 +314,8 @@ struct pool *pool_create(const struct pool_config *cfg,
 	pool->avail = pool->allowed;
 	portset_diff(&pool->avail, &pool->excluded);
 	pool->navail = portset_count(&pool->avail);
+	pool->tcp_ok = pool->avail;
+	pool->ntcp_ok = pool->navail;
 	pool->nallowed = portset_count(&pool->allowed);
 	uint32_t in_use = pool->nallowed - pool->navail;
 	if (pool->cfg.size > pool->navail) {
@@ -416,43 +424,42 @@ int pool_acquire(struct pool *pool, int family, struct pool_handle *out)
 	return 0;
 }
 
-int pool_bind_tcp(struct pool *pool, int family, uint16_t *port)
+int pool_connect_tcp(struct pool *pool, const struct sockaddr *to,
+		     socklen_t tolen, uint16_t *port)
 {
-	if (!pool->ops.bind_tcp)
+	if (!pool->ops.connect_tcp)
 		return -EOPNOTSUPP;
 	const void *addr;
-	if (family == AF_INET)
+	if (to->sa_family == AF_INET)
 		addr = &pool->cfg.bind4;
-	else if (family == AF_INET6)
+	else if (to->sa_family == AF_INET6)
 		addr = &pool->cfg.bind6;
 	else
 		return -EAFNOSUPPORT;
-	/*
-	 * Rejection sampling over allowed keeps each port that binds uniform
-	 * over allowed - excluded.  Excluded ports are few next to allowed
-	 * (in use at start, refused, released), so a draw is rarely wasted;
-	 * a draw that hits one still counts as an attempt, which bounds the
-	 * loop.
-	 */
-	if (pool->nallowed == 0)
-		return -EADDRNOTAVAIL;
 	for (uint32_t n = 0; n < pool->cfg.max_bind_attempts; n++) {
-		uint32_t k = pool->ops.random_uniform(pool->ctx, pool->nallowed);
-		int32_t p = portset_nth(&pool->allowed, k);
+		if (pool->ntcp_ok == 0) {
+			pool->tcp_failures++;
+			return -EADDRNOTAVAIL;
+		}
+		uint32_t k = pool->ops.random_uniform(pool->ctx, pool->ntcp_ok);
+		int32_t p = portset_nth(&pool->tcp_ok, k);
 		if (p < 0)
 			return -EINVAL; /* a generator out of [0, bound) */
-		if (portset_has(&pool->excluded, (uint16_t)p))
-			continue;
-		int fd = pool->ops.bind_tcp(pool->ctx, family, addr, (uint16_t)p);
+		int fd = pool->ops.connect_tcp(pool->ctx, to->sa_family, addr,
+					       (uint16_t)p, to, tolen);
 		if (fd >= 0) {
-			pool->tcp_binds++;
-			*port = (uint16_t)p;
+			pool->tcp_connects++;
+			if (port)
+				*port = (uint16_t)p;
 			return fd;
 		}
-		if (fd != -EADDRINUSE && fd != -EACCES)
+		if (fd != -EADDRINUSE && fd != -EACCES) {
+			pool->tcp_failures++;
 			return fd;
+		}
 		pool->tcp_refusals++;
 	}
+	pool->tcp_failures++;
 	return -EADDRINUSE;
 }
 

@@ -46,8 +46,9 @@ void pool_stats(const struct pool *pool, struct pool_stats *out)
 		.releases = pool->releases,
 		.bind_failures = pool->bind_failures,
 		.drain_timeouts = pool->drain_timeouts,
-		.tcp_binds = pool->tcp_binds,
+		.tcp_connects = pool->tcp_connects,
 		.tcp_refusals = pool->tcp_refusals,
+		.tcp_failures = pool->tcp_failures,
 	};
 }
 

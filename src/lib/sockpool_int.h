@@ -58,7 +58,10 @@ struct pool {
 	uint16_t fail_port;
 	int fail_family;
 	uint64_t acquires, rotations, releases, bind_failures, drain_timeouts;
-	uint64_t tcp_binds, tcp_refusals;     /* pool_bind_tcp */
+	/* pool_connect_tcp draws from tcp_ok = allowed - excluded. */
+	struct portset tcp_ok;
+	uint32_t ntcp_ok;
+	uint64_t tcp_connects, tcp_refusals, tcp_failures;
 	pool_watch_fn *watch;
 	void *watch_arg;
 };

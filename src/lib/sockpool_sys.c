@@ -7,6 +7,7 @@
 #include "berth/rnd.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -40,9 +41,12 @@ static socklen_t sys_sockaddr(struct sockaddr_storage *ss, int family,
 	return 0;
 }
 
-/* A nonblocking close-on-exec socket of type bound to local_addr:port. */
+/*
+ * A nonblocking close-on-exec socket of type bound to local_addr:port, with
+ * SO_REUSEADDR when reuse is set.
+ */
 static int sys_bind(int family, int type, const void *local_addr,
-		    uint16_t port)
+		    uint16_t port, bool reuse)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sys_sockaddr(&ss, family, local_addr, port);
@@ -63,10 +67,11 @@ static int sys_bind(int family, int type, const void *local_addr,
 		rc = -errno;
 		goto fail;
 	}
-	/*
-	 * No SO_REUSEADDR: a port another socket holds must fail with
-	 * EADDRINUSE so the pool draws another instead of sharing it.
-	 */
+	if (reuse &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	if (bind(fd, (const struct sockaddr *)&ss, len) < 0) {
 		rc = -errno;
 		goto fail;
@@ -81,14 +86,34 @@ static int sys_bind_udp(void *ctx, int family, const void *local_addr,
 			uint16_t port)
 {
 	(void)ctx;
-	return sys_bind(family, SOCK_DGRAM, local_addr, port);
+	/*
+	 * No SO_REUSEADDR: a port another socket holds must fail with
+	 * EADDRINUSE so the pool excludes it instead of sharing it.
+	 */
+	return sys_bind(family, SOCK_DGRAM, local_addr, port, false);
 }
 
-static int sys_bind_tcp(void *ctx, int family, const void *local_addr,
-			uint16_t port)
+static int sys_connect_tcp(void *ctx, int family, const void *local_addr,
+			   uint16_t port, const struct sockaddr *to,
+			   socklen_t tolen)
 {
 	(void)ctx;
-	return sys_bind(family, SOCK_STREAM, local_addr, port);
+	/*
+	 * SO_REUSEADDR lets berthd's connections share a port with each other
+	 * and with its own TIME_WAIT, as the kernel's own choice would; Linux
+	 * still refuses a port that a listener or a socket without the option
+	 * holds.
+	 */
+	int fd = sys_bind(family, SOCK_STREAM, local_addr, port, true);
+	if (fd < 0)
+		return fd;
+	if (connect(fd, to, tolen) < 0 && errno != EINPROGRESS) {
+		/* EADDRNOTAVAIL here: the address pair with `to` is taken. */
+		int rc = errno == EADDRNOTAVAIL ? -EADDRINUSE : -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
 }
 
 static int sys_close_fd(void *ctx, int fd)
@@ -101,6 +126,6 @@ static int sys_close_fd(void *ctx, int fd)
 const struct pool_ops pool_sys_ops = {
 	.random_uniform = sys_random_uniform,
 	.bind_udp = sys_bind_udp,
-	.bind_tcp = sys_bind_tcp,
+	.connect_tcp = sys_connect_tcp,
 	.close_fd = sys_close_fd,
 };

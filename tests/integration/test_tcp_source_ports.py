@@ -93,14 +93,18 @@ def allowed(lo):
     return set(range(lo + 90, lo + 100))
 
 
-def tcp_binds(berthctl, tmp_path):
-    """The "tcp binds" count of `berthctl pool`."""
+def pool_tcp(berthctl, tmp_path):
+    """The tcp counters of `berthctl pool`: {"connects": n, "refusals": n,
+    "failures": n}."""
     out = berthctl("-s", str(tmp_path / "berth.sock"), "pool")
     assert out.returncode == 0, out.stderr
+    counts = {}
     for line in out.stdout.splitlines():
-        if line.startswith("tcp binds:"):
-            return int(line.split()[2])
-    pytest.fail(f"no 'tcp binds' line in:\n{out.stdout}")
+        if line.startswith("tcp "):
+            key, _, rest = line[4:].partition(":")
+            counts[key] = int(rest.split()[0])
+    assert set(counts) == {"connects", "refusals", "failures"}, out.stdout
+    return counts
 
 
 def dns_answer(wire):
@@ -127,7 +131,7 @@ def test_dns_upstream_tcp_leg_uses_ports_of_the_plan(berthd, berthctl,
             reply = dns.query.tcp(q, "127.0.0.1", port=port, timeout=3)
             assert [r.to_text() for rr in reply.answer for r in rr] == \
                 ["192.0.2.53"]
-        assert tcp_binds(berthctl, tmp_path) >= CONNECTIONS
+        assert pool_tcp(berthctl, tmp_path)["connects"] >= CONNECTIONS
     finally:
         upstream.close()
     # The upstream closes after each answer, so each query opened a new
@@ -159,8 +163,111 @@ def test_kerberos_tcp_leg_uses_ports_of_the_plan(berthd, berthctl, tmp_path):
                 c.sendall(framed)
                 head = c.recv(4)
                 assert len(head) == 4, "no reply from berthd"
-        assert tcp_binds(berthctl, tmp_path) >= CONNECTIONS
+        assert pool_tcp(berthctl, tmp_path)["connects"] >= CONNECTIONS
     finally:
         kdc.close()
     assert len(kdc.ports) >= CONNECTIONS
     assert set(kdc.ports) <= allowed(lo), kdc.ports
+
+
+class KdcThatWaits:
+    """A KDC over TCP that answers each request and then, like MIT's, keeps
+    the connection until the client closes it: berthd closes first, so each
+    of its connections ends in TIME_WAIT on berthd's side."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", free_port("tcp")))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.ports = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.serve, daemon=True)]
+        self.threads[0].start()
+
+    def serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except socket.timeout:
+                continue
+            self.ports.append(peer[1])
+            t = threading.Thread(target=self.answer, args=(conn,),
+                                 daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def answer(self, conn):
+        with conn:
+            conn.settimeout(5)
+            try:
+                head = conn.recv(4, socket.MSG_WAITALL)
+                conn.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL)
+                rep = bytes([0x6b, 0x02, 0x30, 0x00])  # [APPLICATION 11]
+                conn.sendall(len(rep).to_bytes(4, "big") + rep)
+                while conn.recv(64):
+                    pass
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=6)
+        self.sock.close()
+
+
+def test_own_time_wait_does_not_use_up_the_ports(berthd, berthctl,
+                                                 tmp_path):
+    """Three times as many Kerberos TCP requests as the plan has ports, each
+    connection closed by berthd first: the ports its own TIME_WAITs hold
+    serve the next connections (SO_REUSEADDR; to the same KDC on loopback
+    the kernel reuses a TIME_WAIT pair, tcp_tw_reuse), so every client gets
+    the KDC's answer, and a DNS query over TCP to another peer still finds
+    a port.  Binding without sharing, berthd answered the eleventh request
+    with its own KRB-ERROR and the DNS query with SERVFAIL."""
+    reuse = int(Path("/proc/sys/net/ipv4/tcp_tw_reuse").read_text())
+    assert reuse in (1, 2), (
+        f"net.ipv4.tcp_tw_reuse is {reuse}; this test needs the default 2 "
+        f"(or 1), under which loopback TIME_WAIT pairs are reused")
+    lo = free_block(100)
+    framed = (REPO / "tests" / "fuzz" / "corpus" / "krb_msg" /
+              "as-req-tcp-framed").read_bytes()
+    kdc = KdcThatWaits()
+    upstream = RecordingTcpUpstream(2, dns_answer)
+    try:
+        kport, dport = free_port("both"), free_port("both")
+        berthd(plan(lo, tmp_path) +
+               f"[service kdc]\nprotocol = kerberos\n"
+               f"listen = 127.0.0.1:{kport}\n"
+               f"upstream = 127.0.0.1:{kdc.port}\n"
+               f"upstream_timeout = 2s\n"
+               f"[service dns]\nprotocol = dns\n"
+               f"listen = 127.0.0.1:{dport}\n"
+               f"upstream = 127.0.0.1:{upstream.port}\n",
+               lambda d: port_held(kport, "tcp") and port_held(dport, "tcp"))
+        kinds = []
+        for _ in range(3 * len(allowed(lo))):
+            with socket.create_connection(("127.0.0.1", kport),
+                                          timeout=5) as c:
+                c.sendall(framed)
+                head = c.recv(4, socket.MSG_WAITALL)
+                assert len(head) == 4, "no reply from berthd"
+                body = c.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL)
+                kinds.append(body[0])
+        assert kinds == [0x6b] * len(kinds), \
+            f"berthd's own errors (0x7e) instead of the KDC's answer: {kinds}"
+        reply = dns.query.tcp(dns.message.make_query("after.example.", "A"),
+                              "127.0.0.1", port=dport, timeout=5)
+        assert [r.to_text() for rr in reply.answer for r in rr] == \
+            ["192.0.2.53"]
+        counts = pool_tcp(berthctl, tmp_path)
+        assert counts["connects"] >= len(kinds) + 1
+        assert counts["failures"] == 0, counts
+    finally:
+        kdc.close()
+        upstream.close()
+    assert set(kdc.ports) <= allowed(lo), kdc.ports
+    assert len(kdc.ports) == len(kinds)
+    assert set(upstream.ports) <= allowed(lo), upstream.ports

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -85,7 +86,10 @@ static void fake_upstream(int *lis, int *udp, struct sockaddr_in *addr)
 	fail_msg("no port free for both TCP and UDP");
 }
 
-static struct env *env_new(size_t nup)
+/* An environment whose pool draws from lo..hi and holds pool_size
+ * sockets. */
+static struct env *env_new_plan(size_t nup, uint16_t lo, uint16_t hi,
+				 uint32_t pool_size)
 {
 	static struct env e;
 	char err[256];
@@ -99,8 +103,8 @@ static struct env *env_new(size_t nup)
 	assert_int_equal(loop_watch_set(e.loop, &e.kick_w, LOOP_READ), 0);
 	struct portset allowed;
 	portset_clear(&allowed);
-	portset_add_range(&allowed, 40000, 60999);
-	struct pool_config pc = { .size = 4 };
+	portset_add_range(&allowed, lo, hi);
+	struct pool_config pc = { .size = pool_size };
 	e.pool = pool_create(&pc, &allowed, NULL, NULL, NULL, fake_now, err,
 			     sizeof(err));
 	if (!e.pool)
@@ -136,6 +140,11 @@ static struct env *env_new(size_t nup)
 	assert_true(e.client >= 0);
 	assert_int_equal(connect(e.client, (struct sockaddr *)&fa, sizeof(fa)), 0);
 	return &e;
+}
+
+static struct env *env_new(size_t nup)
+{
+	return env_new_plan(nup, 40000, 60999, 4);
 }
 
 static void env_free(struct env *e)
@@ -730,6 +739,78 @@ static void test_waiting_queries_time_out(void **state)
 	env_free(e);
 }
 
+/* A port nothing holds for UDP or TCP right now, from 45000 on. */
+static uint16_t free_udp_tcp_port(void)
+{
+	for (uint16_t p = 45000; p < 45500; p++) {
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_port = htons(p) };
+		int t = socket(AF_INET, SOCK_STREAM, 0);
+		int u = socket(AF_INET, SOCK_DGRAM, 0);
+		bool ok = bind(t, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+			  bind(u, (struct sockaddr *)&a, sizeof(a)) == 0;
+		close(t);
+		close(u);
+		if (ok)
+			return p;
+	}
+	fail_msg("no port free for both TCP and UDP in 45000-45499");
+	return 0;
+}
+
+/*
+ * One connection open and full, and the second one cannot be opened (the
+ * plan has a single port, and its pair with this upstream is taken by the
+ * first connection): the extra queries wait for room on the first, as
+ * they would with both open, instead of failing over to SERVFAIL.
+ */
+static void test_unopenable_second_connection_queues(void **state)
+{
+	(void)state;
+	uint16_t port = free_udp_tcp_port();
+	struct env *e = env_new_plan(1, port, port, 1);
+	enum { N = 70 };
+	char name[64];
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "q%d.example.test", i);
+		client_ask(e, (uint16_t)(0x100 + i), name);
+	}
+	int up = up_accept(e, 0, PUMPS);
+	assert_true(up >= 0);
+	uint8_t q[64][300], r[600], got[600];
+	ssize_t qlen[64];
+	for (int i = 0; i < 64; i++) {
+		qlen[i] = recv_frame(e, up, q[i], sizeof(q[i]));
+		assert_true(qlen[i] > 0);
+	}
+	assert_int_equal(up_accept(e, 0, 10), -1);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.servfails, 0);
+	assert_int_equal(st.upstream_tcp_opened, 1);
+	assert_int_equal(st.upstream_tcp_backlogged, N - 64);
+	for (int i = 0; i < 64; i++) {
+		size_t rlen = make_reply(r, q[i], (size_t)qlen[i], 1);
+		send_frame(up, r, rlen);
+	}
+	for (int i = 0; i < N - 64; i++) {
+		ssize_t n = recv_frame(e, up, q[0], sizeof(q[0]));
+		assert_true(n > 0);
+		size_t rlen = make_reply(r, q[0], (size_t)n, 1);
+		send_frame(up, r, rlen);
+	}
+	struct dns_msg m;
+	for (int i = 0; i < N; i++) {
+		client_answer(e, got, sizeof(got), &m);
+		assert_int_equal(dns_flags_rcode(m.hdr.flags), DNS_RCODE_NOERROR);
+	}
+	st = stats(e);
+	assert_int_equal(st.servfails, 0);
+	assert_int_equal(st.upstream_answers, N);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
+	close(up);
+	env_free(e);
+}
+
 static void test_udp_client_still_goes_over_udp(void **state)
 {
 	(void)state;
@@ -777,6 +858,7 @@ int main(void)
 		cmocka_unit_test(test_udp_client_still_goes_over_udp),
 		cmocka_unit_test(test_full_connections_queue_not_servfail),
 		cmocka_unit_test(test_waiting_queries_time_out),
+		cmocka_unit_test(test_unopenable_second_connection_queues),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

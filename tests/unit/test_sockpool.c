@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,7 +41,8 @@ struct fake {
 	struct portset acces;      /* refused with EACCES */
 	struct portset inuse6;     /* refused with EADDRINUSE for IPv6 only */
 	struct portset tcp_inuse;  /* refused with EADDRINUSE for TCP only */
-	uint32_t tcp_binds;
+	uint32_t tcp_connects;
+	struct sockaddr_in tcp_to; /* where the last TCP connection went */
 	int hard_errno;            /* when non-zero: every bind fails so */
 	bool illegal_bind;         /* a port outside legal was tried */
 	uint32_t binds, closes, refusals;
@@ -109,8 +111,9 @@ static int fake_close(void *ctx, int fd)
 	return 0;
 }
 
-static int fake_bind_tcp(void *ctx, int family, const void *addr,
-			 uint16_t port)
+static int fake_connect_tcp(void *ctx, int family, const void *addr,
+			    uint16_t port, const struct sockaddr *to,
+			    socklen_t tolen)
 {
 	struct fake *f = ctx;
 	if (portset_has(&f->tcp_inuse, port)) {
@@ -120,15 +123,18 @@ static int fake_bind_tcp(void *ctx, int family, const void *addr,
 		return -EADDRINUSE;
 	}
 	int fd = fake_bind(ctx, family, addr, port);
-	if (fd >= 0)
-		f->tcp_binds++;
+	if (fd >= 0) {
+		f->tcp_connects++;
+		assert_true(tolen <= sizeof(f->tcp_to));
+		memcpy(&f->tcp_to, to, tolen);
+	}
 	return fd;
 }
 
 static const struct pool_ops fake_ops = {
 	.random_uniform = fake_random,
 	.bind_udp = fake_bind,
-	.bind_tcp = fake_bind_tcp,
+	.connect_tcp = fake_connect_tcp,
 	.close_fd = fake_close,
 };
 
@@ -701,6 +707,16 @@ static void test_watch(void **state)
 	finish(NULL, f);
 }
 
+/* A TCP connection to 192.0.2.1:53 through pool_connect_tcp. */
+static int tcp_to_upstream(struct pool *pool, uint16_t *port)
+{
+	const struct sockaddr_in up = { .sin_family = AF_INET,
+					.sin_port = htons(53),
+					.sin_addr.s_addr = htonl(0xc0000201) };
+	return pool_connect_tcp(pool, (const struct sockaddr *)&up, sizeof(up),
+				port);
+}
+
 /* TCP ports for upstream connections: uniform over allowed - excluded,
  * ports the pool's UDP sockets hold included. */
 static void test_tcp_ports_uniform_over_allowed(void **state)
@@ -714,14 +730,15 @@ static void test_tcp_ports_uniform_over_allowed(void **state)
 	const uint32_t draws = 100000;
 	for (uint32_t i = 0; i < draws; i++) {
 		uint16_t port = 0;
-		int fd = pool_bind_tcp(pool, AF_INET, &port);
+		int fd = tcp_to_upstream(pool, &port);
 		assert_true(fd >= FAKE_FD_BASE);
 		assert_in_range(port, 50000, 50109);
 		assert_false(portset_has(&inuse, port));
 		count[port - 50000]++;
 		fake_close(f, fd);
 	}
-	assert_int_equal(f->tcp_binds, draws);
+	assert_int_equal(f->tcp_connects, draws);
+	assert_int_equal(ntohs(f->tcp_to.sin_port), 53);
 	/* 100 ports drawable: 110 allowed, 10 in use. */
 	double expect = draws / 100.0, chi2 = 0;
 	for (int i = 0; i < 110; i++)
@@ -734,6 +751,42 @@ static void test_tcp_ports_uniform_over_allowed(void **state)
 	struct pool_sock_info in;
 	while (pool_sock_next(pool, &cur, &in))
 		assert_true(count[in.port - 50000] > 0);
+	finish(pool, f);
+}
+
+/* Excluded ports are never drawn for TCP, so they cost no attempt: with 90
+ * of 100 allowed ports in use at start and 16 attempts a call, no call may
+ * fail while 10 ports are free.  A port excluded later (released) leaves
+ * the TCP draws too. */
+static void test_tcp_excluded_cost_no_attempt(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(11);
+	struct portset allowed = range(50000, 50099), inuse = range(50000, 50089);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 2 },
+				 &allowed, &inuse, 0);
+	for (int i = 0; i < 10000; i++) {
+		uint16_t port = 0;
+		int fd = tcp_to_upstream(pool, &port);
+		assert_true(fd >= FAKE_FD_BASE);
+		assert_in_range(port, 50090, 50099);
+		fake_close(f, fd);
+	}
+	int rel = pool_release_port(pool, 50095, 0);
+	assert_true(rel == 0 || rel == -ENOENT);
+	for (int i = 0; i < 1000; i++) {
+		uint16_t port = 0;
+		int fd = tcp_to_upstream(pool, &port);
+		assert_true(fd >= FAKE_FD_BASE);
+		assert_int_not_equal(port, 50095);
+		fake_close(f, fd);
+	}
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(st.tcp_connects, 11000);
+	assert_int_equal(st.tcp_refusals, 0);
+	assert_int_equal(st.tcp_failures, 0);
+	assert_false(f->illegal_bind);
 	finish(pool, f);
 }
 
@@ -751,7 +804,7 @@ static void test_tcp_refusal_skips_without_excluding(void **state)
 	pool_stats(pool, &before);
 	for (int i = 0; i < 50; i++) {
 		uint16_t port = 0;
-		int fd = pool_bind_tcp(pool, AF_INET, &port);
+		int fd = tcp_to_upstream(pool, &port);
 		assert_true(fd >= FAKE_FD_BASE);
 		assert_int_equal(port, 50003);
 		fake_close(f, fd);
@@ -760,18 +813,26 @@ static void test_tcp_refusal_skips_without_excluding(void **state)
 	pool_stats(pool, &after);
 	assert_int_equal(after.available, before.available);
 	assert_int_equal(after.bind_failures, before.bind_failures);
-	assert_int_equal(after.tcp_binds, 50);
+	assert_int_equal(after.tcp_connects, 50);
 	assert_int_equal(after.tcp_refusals, f->refusals); /* UDP had none */
+	assert_int_equal(after.tcp_failures, 0);
 	/* Every port refused: the attempts run out with EADDRINUSE. */
 	portset_add(&f->tcp_inuse, 50003);
-	uint16_t port = 0;
-	assert_int_equal(pool_bind_tcp(pool, AF_INET, &port), -EADDRINUSE);
+	assert_int_equal(tcp_to_upstream(pool, NULL), -EADDRINUSE);
 	/* A hard error is passed up as is. */
 	f->tcp_inuse = range(1, 1);
 	f->hard_errno = EMFILE;
-	assert_int_equal(pool_bind_tcp(pool, AF_INET, &port), -EMFILE);
+	assert_int_equal(tcp_to_upstream(pool, NULL), -EMFILE);
 	f->hard_errno = 0;
-	assert_int_equal(pool_bind_tcp(pool, AF_UNIX, &port), -EAFNOSUPPORT);
+	pool_stats(pool, &after);
+	assert_int_equal(after.tcp_failures, 2);
+	const struct sockaddr unix_addr = { .sa_family = AF_UNIX };
+	assert_int_equal(pool_connect_tcp(pool, &unix_addr, sizeof(unix_addr),
+					  NULL), -EAFNOSUPPORT);
+	/* Every allowed port excluded: nothing left to draw. */
+	for (uint16_t p = 50000; p <= 50003; p++)
+		pool_release_port(pool, p, 0);
+	assert_int_equal(tcp_to_upstream(pool, NULL), -EADDRNOTAVAIL);
 	finish(pool, f);
 }
 
@@ -789,9 +850,109 @@ static void test_tcp_without_backend_support(void **state)
 					&allowed, NULL, &udp_only, f, 0, err,
 					sizeof(err));
 	assert_non_null(pool);
-	uint16_t port = 0;
-	assert_int_equal(pool_bind_tcp(pool, AF_INET, &port), -EOPNOTSUPP);
+	assert_int_equal(tcp_to_upstream(pool, NULL), -EOPNOTSUPP);
 	finish(pool, f);
+}
+
+/* A listening TCP socket on 127.0.0.1, port in *addr. */
+static int tcp_listener(struct sockaddr_in *addr)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	*addr = (struct sockaddr_in){ .sin_family = AF_INET,
+				      .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(fd, (struct sockaddr *)addr, sizeof(*addr)), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	socklen_t len = sizeof(*addr);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)addr, &len), 0);
+	return fd;
+}
+
+/* True when nothing holds TCP port p on any address right now. */
+static bool tcp_port_free(uint16_t p)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(p) };
+	bool ok = bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* A real pool on 127.0.0.1 whose plan is one port, free for UDP and TCP,
+ * searched for from `from` on. */
+static struct pool *one_port_pool(uint16_t from, uint16_t *port)
+{
+	struct pool_config cfg = { .size = 1 };
+	inet_pton(AF_INET, "127.0.0.1", &cfg.bind4);
+	for (uint16_t p = from; p < from + 200; p++) {
+		if (!tcp_port_free(p))
+			continue;
+		struct portset one = range(p, p);
+		char err[256];
+		struct pool *pool = pool_create(&cfg, &one, NULL, NULL, NULL, 0,
+						err, sizeof(err));
+		if (pool) {
+			*port = p;
+			return pool;
+		}
+	}
+	fail_msg("no port free for UDP and TCP in %u-%u", from, from + 199);
+	return NULL;
+}
+
+/* With real sockets and a plan of one port: a connection berthd closed
+ * first leaves that port in TIME_WAIT, and the next connection, to another
+ * peer, still leaves from it.  A foreign socket that holds the port without
+ * SO_REUSEADDR keeps it to itself. */
+static void test_tcp_real_port_sharing(void **state)
+{
+	(void)state;
+	struct sockaddr_in a, b;
+	int la = tcp_listener(&a), lb = tcp_listener(&b);
+	uint16_t only = 0, port = 0;
+	struct pool *pool = one_port_pool(61600, &only);
+
+	int c1 = pool_connect_tcp(pool, (struct sockaddr *)&a, sizeof(a), &port);
+	assert_true(c1 >= 0);
+	assert_int_equal(port, only);
+	int s1 = accept(la, NULL, NULL);
+	assert_true(s1 >= 0);
+	close(c1); /* berthd's side closes first: TIME_WAIT on `only` */
+	char byte;
+	assert_int_equal(read(s1, &byte, 1), 0);
+	close(s1);
+	assert_false(tcp_port_free(only)); /* the TIME_WAIT holds it */
+
+	int c2 = pool_connect_tcp(pool, (struct sockaddr *)&b, sizeof(b), &port);
+	assert_true(c2 >= 0);
+	assert_int_equal(port, only);
+	struct sockaddr_in peer;
+	socklen_t plen = sizeof(peer);
+	int s2 = accept(lb, (struct sockaddr *)&peer, &plen);
+	assert_true(s2 >= 0);
+	assert_int_equal(ntohs(peer.sin_port), only);
+	close(s2);
+	close(c2);
+	pool_free(pool);
+
+	/* Another program's socket on the plan's only port, bound without
+	 * SO_REUSEADDR: every draw is refused, none is taken from it. */
+	pool = one_port_pool(61800, &only);
+	int foreign = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+				   .sin_port = htons(only) };
+	assert_int_equal(bind(foreign, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(pool_connect_tcp(pool, (struct sockaddr *)&b,
+					  sizeof(b), NULL), -EADDRINUSE);
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(st.tcp_refusals, POOL_DEFAULT_BIND_ATTEMPTS);
+	assert_int_equal(st.tcp_failures, 1);
+	close(foreign);
+	pool_free(pool);
+	close(la);
+	close(lb);
 }
 
 static void test_real_sockets(void **state)
@@ -839,8 +1000,10 @@ static void test_real_sockets(void **state)
 	close(probe);
 	pool_done(pool, &h);
 
-	/* A TCP socket for an upstream connection really leaves from a port
-	 * of the plan. */
+	/* A TCP connection to an upstream really leaves from a port of the
+	 * plan, and a second one to another peer may share it while the first
+	 * lingers in TIME_WAIT (SO_REUSEADDR); a socket holding a port without
+	 * that option keeps it to itself. */
 	int lfd = socket(AF_INET, SOCK_STREAM, 0);
 	sin.sin_port = 0;
 	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
@@ -849,11 +1012,10 @@ static void test_real_sockets(void **state)
 	socklen_t llen = sizeof(lsin);
 	assert_int_equal(getsockname(lfd, (struct sockaddr *)&lsin, &llen), 0);
 	uint16_t tport = 0;
-	int tfd = pool_bind_tcp(pool, AF_INET, &tport);
+	int tfd = pool_connect_tcp(pool, (struct sockaddr *)&lsin, sizeof(lsin),
+				   &tport);
 	assert_true(tfd >= 0);
 	assert_true(portset_has(&allowed, tport));
-	int rc = connect(tfd, (struct sockaddr *)&lsin, sizeof(lsin));
-	assert_true(rc == 0 || errno == EINPROGRESS);
 	struct sockaddr_in peer;
 	socklen_t plen = sizeof(peer);
 	int afd = accept(lfd, (struct sockaddr *)&peer, &plen);
@@ -883,8 +1045,10 @@ int main(void)
 		cmocka_unit_test(test_dual_family_slot),
 		cmocka_unit_test(test_watch),
 		cmocka_unit_test(test_tcp_ports_uniform_over_allowed),
+		cmocka_unit_test(test_tcp_excluded_cost_no_attempt),
 		cmocka_unit_test(test_tcp_refusal_skips_without_excluding),
 		cmocka_unit_test(test_tcp_without_backend_support),
+		cmocka_unit_test(test_tcp_real_port_sharing),
 		cmocka_unit_test(test_real_sockets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
