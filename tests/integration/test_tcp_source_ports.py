@@ -27,22 +27,25 @@ CONNECTIONS = 4
 
 class RecordingTcpUpstream:
     """A TCP server on loopback that records each peer's port and answers
-    one framed message per connection with answer(request) (None: close
-    without answering), then closes, so the next request needs a new
-    connection."""
+    one framed message per connection with answer(request) (None: no
+    answer).  Then it closes, so the next request needs a new connection;
+    or, with keep_open, it waits for the peer to close, as MIT's KDC does,
+    so berthd closes first and its side of each connection ends in
+    TIME_WAIT (each connection then has a thread of its own)."""
 
-    def __init__(self, length_bytes, answer):
+    def __init__(self, length_bytes, answer, keep_open=False):
         self.length_bytes = length_bytes
         self.answer = answer
+        self.keep_open = keep_open
         self.ports = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", free_port("tcp")))
-        self.sock.listen(16)
+        self.sock.listen(64)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self.serve, daemon=True)]
+        self.threads[0].start()
 
     def read_exact(self, conn, n):
         data = b""
@@ -60,24 +63,35 @@ class RecordingTcpUpstream:
             except socket.timeout:
                 continue
             self.ports.append(peer[1])
-            with conn:
-                conn.settimeout(2)
-                try:
-                    head = self.read_exact(conn, self.length_bytes)
-                    if head is None:
-                        continue
-                    body = self.read_exact(
-                        conn, int.from_bytes(head, "big"))
-                    reply = self.answer(body) if body else None
-                    if reply:
-                        conn.sendall(len(reply).to_bytes(
-                            self.length_bytes, "big") + reply)
-                except OSError:
+            if self.keep_open:
+                t = threading.Thread(target=self.handle, args=(conn,),
+                                     daemon=True)
+                self.threads.append(t)
+                t.start()
+            else:
+                self.handle(conn)
+
+    def handle(self, conn):
+        with conn:
+            conn.settimeout(5 if self.keep_open else 2)
+            try:
+                head = self.read_exact(conn, self.length_bytes)
+                if head is None:
+                    return
+                body = self.read_exact(conn, int.from_bytes(head, "big"))
+                reply = self.answer(body) if body else None
+                if reply:
+                    conn.sendall(len(reply).to_bytes(self.length_bytes,
+                                                     "big") + reply)
+                while self.keep_open and conn.recv(64):
                     pass
+            except OSError:
+                pass
 
     def close(self):
         self.stop.set()
-        self.thread.join(timeout=5)
+        for t in self.threads:
+            t.join(timeout=6)
         self.sock.close()
 
 
@@ -170,52 +184,9 @@ def test_kerberos_tcp_leg_uses_ports_of_the_plan(berthd, berthctl, tmp_path):
     assert set(kdc.ports) <= allowed(lo), kdc.ports
 
 
-class KdcThatWaits:
-    """A KDC over TCP that answers each request and then, like MIT's, keeps
-    the connection until the client closes it: berthd closes first, so each
-    of its connections ends in TIME_WAIT on berthd's side."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", free_port("tcp")))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.ports = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.serve, daemon=True)]
-        self.threads[0].start()
-
-    def serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, peer = self.sock.accept()
-            except socket.timeout:
-                continue
-            self.ports.append(peer[1])
-            t = threading.Thread(target=self.answer, args=(conn,),
-                                 daemon=True)
-            self.threads.append(t)
-            t.start()
-
-    def answer(self, conn):
-        with conn:
-            conn.settimeout(5)
-            try:
-                head = conn.recv(4, socket.MSG_WAITALL)
-                conn.recv(int.from_bytes(head, "big"), socket.MSG_WAITALL)
-                rep = bytes([0x6b, 0x02, 0x30, 0x00])  # [APPLICATION 11]
-                conn.sendall(len(rep).to_bytes(4, "big") + rep)
-                while conn.recv(64):
-                    pass
-            except OSError:
-                pass
-
-    def close(self):
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=6)
-        self.sock.close()
+def as_rep(request):
+    """An [APPLICATION 11] (AS-REP) shaped answer; berthd relays it as is."""
+    return bytes([0x6b, 0x02, 0x30, 0x00])
 
 
 def test_own_time_wait_does_not_use_up_the_ports(berthd, berthctl,
@@ -234,7 +205,7 @@ def test_own_time_wait_does_not_use_up_the_ports(berthd, berthctl,
     lo = free_block(100)
     framed = (REPO / "tests" / "fuzz" / "corpus" / "krb_msg" /
               "as-req-tcp-framed").read_bytes()
-    kdc = KdcThatWaits()
+    kdc = RecordingTcpUpstream(4, as_rep, keep_open=True)
     upstream = RecordingTcpUpstream(2, dns_answer)
     try:
         kport, dport = free_port("both"), free_port("both")
