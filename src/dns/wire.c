@@ -49,13 +49,17 @@ static void put32(uint8_t *p, uint32_t v)
  * pointer must land strictly below the lowest offset this name has read from
  * so far (the floor), so every jump moves towards the start of the message
  * and a loop is impossible; the jump limit additionally bounds long chains of
- * pointers to pointers.
+ * pointers to pointers.  What a pointer leads to must also end before the
+ * pointer itself (the ceiling): it points to a prior occurrence of a name
+ * (RFC 1035 4.1.4), not into bytes past it, such as the fixed fields of a
+ * later record that a forwarder rewrites in place.
  */
 struct name_cursor {
 	const uint8_t *buf;
 	size_t len;
 	size_t pos;   /* next octet to read */
 	size_t floor; /* a pointer must target below this */
+	size_t ceil;  /* octets read must lie below this */
 	size_t end;   /* just past the name's in-place octets */
 	size_t total; /* uncompressed octets read so far */
 	unsigned jumps;
@@ -65,7 +69,7 @@ static void cursor_init(struct name_cursor *c, const uint8_t *buf, size_t len,
 			size_t off)
 {
 	*c = (struct name_cursor){ .buf = buf, .len = len, .pos = off,
-				   .floor = off };
+				   .floor = off, .ceil = len };
 }
 
 /*
@@ -78,10 +82,14 @@ static int cursor_next(struct name_cursor *c, const uint8_t **label,
 	for (;;) {
 		if (c->pos >= c->len)
 			return DNS_ERR_TRUNCATED;
+		if (c->pos >= c->ceil)
+			return DNS_ERR_NAME; /* ran into the pointer that led here */
 		uint8_t b = c->buf[c->pos];
 		if ((b & 0xC0) == 0) {
 			if (c->pos + 1 + b > c->len)
 				return DNS_ERR_TRUNCATED;
+			if (c->pos + 1 + b > c->ceil)
+				return DNS_ERR_NAME;
 			if (c->total + 1 + b > DNS_NAME_MAX)
 				return DNS_ERR_NAME;
 			c->total += 1u + b;
@@ -97,6 +105,8 @@ static int cursor_next(struct name_cursor *c, const uint8_t **label,
 			return DNS_ERR_NAME;
 		if (c->pos + 2 > c->len)
 			return DNS_ERR_TRUNCATED;
+		if (c->pos + 2 > c->ceil)
+			return DNS_ERR_NAME;
 		size_t target = (size_t)(b & 0x3F) << 8 | c->buf[c->pos + 1];
 		if (c->jumps == 0)
 			c->end = c->pos + 2;
@@ -109,6 +119,7 @@ static int cursor_next(struct name_cursor *c, const uint8_t **label,
 		if (++c->jumps > DNS_PTR_JUMPS_MAX)
 			return DNS_ERR_LOOP;
 		c->floor = target;
+		c->ceil = c->pos;
 		c->pos = target;
 	}
 }
@@ -486,7 +497,18 @@ int dns_opt_clamp_udp_size(uint8_t *buf, struct dns_msg *m, uint16_t max)
 	if (v < DNS_UDP_MIN)
 		v = DNS_UDP_MIN;
 	/* CLASS sits before TTL (4) and RDLENGTH (2) ahead of the RDATA. */
-	put16(buf + m->opt_rdata_off - 8, v);
+	uint8_t *cls = buf + m->opt_rdata_off - 8;
+	const uint8_t was[2] = { cls[0], cls[1] };
+	put16(cls, v);
+	/* Only a name after the OPT can point into it (pointers go back), and
+	 * records after it are rare (TSIG): check the message only then. */
+	struct dns_msg again;
+	if (m->opt_off + m->opt_len < m->len &&
+	    dns_parse(&again, buf, m->len) != DNS_OK) {
+		cls[0] = was[0];
+		cls[1] = was[1];
+		return -EINVAL;
+	}
 	m->udp_size = v;
 	return 0;
 }

@@ -255,7 +255,11 @@ uint16_t dns_udp_limit(const struct dns_msg *q);
  * upstream to what its own receive buffer holds, and clamps the response it
  * relays to the client to what it can itself receive from that client, so
  * no one is ever promised more than the forwarder can deliver.
- * Returns 0, or -ENOENT when m has no OPT.
+ *
+ * A record after the OPT may compress its owner name through the bytes
+ * rewritten (any backward pointer is legal); when the message would then no
+ * longer parse, it is left as it was.
+ * Returns 0, -ENOENT when m has no OPT, or -EINVAL when left as it was.
  */
 int dns_opt_clamp_udp_size(uint8_t *buf, struct dns_msg *m, uint16_t max);
 

@@ -260,17 +260,29 @@ static void test_pointers(void **state)
 
 	/*
 	 * Two pointers, each pointing backwards from where it sits: the name
-	 * at 25 jumps to 21, whose 5-octet label covers 22..26 (the first
-	 * pointer included) and is followed by a pointer at 27 back to 25.
+	 * at 25 jumps to 21, whose 5-octet label covers 22..26, the pointer
+	 * that led there included: what a pointer leads to must end before
+	 * it.  Read from 21, the label is followed by a pointer at 27 back to
+	 * 25, into the name itself.
 	 */
 	v = with_foo_question(0, 0);
 	put(&v, "\5abc", 4);            /* 21..24 */
 	put16(&v, 0xC000 | 21);          /* 25..26: the first pointer */
 	put16(&v, 0xC000 | 25);          /* 27..28: the second pointer */
 	assert_int_equal(dns_name_check(v.b, v.n, 25, NULL, NULL),
-			 DNS_ERR_LOOP);
+			 DNS_ERR_NAME);
 	assert_int_equal(dns_name_check(v.b, v.n, 21, NULL, NULL),
 			 DNS_ERR_LOOP);
+
+	/* A pointer to a name that runs on past the pointer, into the
+	 * record's own fixed fields: "\2ab" at 21 has no root before the
+	 * pointer at 24 that leads back to it. */
+	v = with_foo_question(0, 0);
+	put(&v, "\2ab", 3);             /* 21..23 */
+	put16(&v, 0xC000 | 21);          /* 24..25 */
+	put_u8(&v, 0);                   /* 26: what would end the name */
+	assert_int_equal(dns_name_check(v.b, v.n, 24, NULL, NULL),
+			 DNS_ERR_NAME);
 
 	/* Into the header. */
 	v = with_foo_question(1, 0);
@@ -687,6 +699,38 @@ static void test_edns_clamp(void **state)
 	struct vec a = load("dns_query_a.bin");
 	assert_int_equal(dns_parse_query(&m, a.b, a.n), DNS_OK);
 	assert_int_equal(dns_opt_clamp_udp_size(a.b, &m, 1232), -ENOENT);
+
+	/*
+	 * A record after the OPT whose owner name points at the OPT's CLASS
+	 * (size 0 there reads as the root name): rewritten to 512, those
+	 * octets would start a label running into the TTL, whose 0xFF
+	 * version octet is no label, so the message would no longer parse.
+	 * It is left as it was.
+	 */
+	for (int to_class = 1; to_class >= 0; to_class--) {
+		struct vec t = with_foo_question(0, 2);
+		put_u8(&t, 0);                  /* 21: OPT owner, the root */
+		put16(&t, DNS_TYPE_OPT);        /* 22..23 */
+		put16(&t, 0);                   /* 24..25: CLASS, size 0 */
+		put_u8(&t, 0);                  /* 26: extended rcode */
+		put_u8(&t, 0xFF);               /* 27: version */
+		put16(&t, 0);                   /* 28..29: flags */
+		put16(&t, 0);                   /* 30..31: RDLENGTH */
+		put16(&t, (uint16_t)(0xC000 | (to_class ? 24 : 12)));
+		put_empty_rr_tail(&t);
+		struct vec before = t;
+		assert_int_equal(dns_parse(&m, t.b, t.n), DNS_OK);
+		int rc = dns_opt_clamp_udp_size(t.b, &m, 1232);
+		if (to_class) {
+			assert_int_equal(rc, -EINVAL);
+			assert_int_equal(m.udp_size, 0);
+			assert_memory_equal(t.b, before.b, t.n);
+		} else {
+			assert_int_equal(rc, 0);
+			assert_int_equal(m.udp_size, 512);
+		}
+		assert_int_equal(dns_parse(&m, t.b, t.n), DNS_OK);
+	}
 }
 
 static void test_text_forms(void **state)
