@@ -500,8 +500,9 @@ int dns_opt_clamp_udp_size(uint8_t *buf, struct dns_msg *m, uint16_t max)
 	uint8_t *cls = buf + m->opt_rdata_off - 8;
 	const uint8_t was[2] = { cls[0], cls[1] };
 	put16(cls, v);
-	/* Only a name after the OPT can point into it (pointers go back), and
-	 * records after it are rare (TSIG): check the message only then. */
+	/* A name before the OPT never reads it (pointers lead back, to names
+	 * that end before them); one after it may, and records after the OPT
+	 * are rare (TSIG): check the message only then. */
 	struct dns_msg again;
 	if (m->opt_off + m->opt_len < m->len &&
 	    dns_parse(&again, buf, m->len) != DNS_OK) {
