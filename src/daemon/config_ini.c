@@ -250,6 +250,12 @@ static int ini_handle(void *user, const char *section, const char *name,
 	bool known = false;
 	for (const char *const *k = section_keys[sec->kind]; *k; k++)
 		known = known || strcmp(*k, name) == 0;
+	/* No key holds white space: "listen 127.0.0.1:53" was split at its
+	 * colon, which the reader takes for '='. */
+	if (!known && strpbrk(name, " \t"))
+		return !config__fail(p, -EINVAL, p->lineno, sec->label, name,
+				     "unknown key (a key is one word: is the '=' "
+				     "missing?)");
 	if (!known)
 		return !config__fail(p, -EINVAL, p->lineno, sec->label, name,
 				     "unknown key");

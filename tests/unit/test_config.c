@@ -447,6 +447,11 @@ static void test_continuation(void **state)
 	/* Unindented, the same key again is a duplicate. */
 	expect_error("[ports]\nreserved = 1000\nreserved = 2000\n",
 		     "t.conf:3: [ports] reserved: duplicate key", "first set at line 2");
+	/* "key: value" reads as "key = value". */
+	load_ok("[pool]\nsize: 9\n", &cfg);
+	assert_int_equal(cfg.pool.size, 9);
+	config_free(&cfg);
+
 	/* An indented "key = value" continues the previous value. */
 	load_ok("[ports]\nreserved = 1000\n  reserved = 2000\n", &cfg);
 	assert_string_equal(cfg.ports.reserved.value, "1000 reserved = 2000");
@@ -498,6 +503,9 @@ static void test_syntax_errors(void **state)
 		{ "[control]\nlisten = x\n", "t.conf:2: [control] listen: unknown key", NULL },
 		{ "[metrics]\nsocket = x\n", "t.conf:2: [metrics] socket: unknown key", NULL },
 		{ SVC "size = 5\n", "t.conf:4: [service d] size: unknown key", NULL },
+		{ SVC "listen 127.0.0.1:5300\n",
+		  "t.conf:4: [service d] listen 127.0.0.1: unknown key",
+		  "is the '=' missing?" },
 		{ "[pool]\nsize = 5\nsize = 6\n", "t.conf:3: [pool] size: duplicate key",
 		  "line 2" },
 	};
