@@ -252,13 +252,11 @@ static int ini_handle(void *user, const char *section, const char *name,
 		known = known || strcmp(*k, name) == 0;
 	/* No key holds white space: "listen 127.0.0.1:53" was split at its
 	 * colon, which the reader takes for '='. */
-	if (!known && strpbrk(name, " \t"))
-		return !config__fail(p, -EINVAL, p->lineno, sec->label, name,
-				     "unknown key (a key is one word: is the '=' "
-				     "missing?)");
 	if (!known)
 		return !config__fail(p, -EINVAL, p->lineno, sec->label, name,
-				     "unknown key");
+				     strpbrk(name, " \t")
+					     ? "unknown key (a key is one word: is the '=' missing?)"
+					     : "unknown key");
 	for (size_t i = 0; i < sec->n; i++)
 		if (strcmp(sec->entries[i].key, name) == 0)
 			return !config__fail(p, -EINVAL, p->lineno, sec->label, name,
