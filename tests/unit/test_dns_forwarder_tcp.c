@@ -28,6 +28,8 @@
 #include "dns/forwarder.h"
 #include "dns/wire.h"
 
+#include "alloc_count.h"
+
 #define NUP 2
 #define TIMEOUT 2000u
 #define IDLE_MS 10000u   /* FWD_UTCP_IDLE_MS */
@@ -842,6 +844,46 @@ static void test_udp_client_still_goes_over_udp(void **state)
 	env_free(e);
 }
 
+/*
+ * A TCP client's queries on an open connection, relayed over the open
+ * upstream connection, allocate nothing: after the first round trip (which
+ * opens both connections and their buffers), 500 more with distinct names
+ * allocate not once.
+ */
+static void test_tcp_round_trip_allocates_nothing(void **state)
+{
+	(void)state;
+	struct env *e = env_new(1);
+	uint8_t q[600], r[600], got[600];
+	char name[64];
+	int up = -1;
+	unsigned long counted = 0;
+	for (int i = 0; i <= 500; i++) {
+		if (i == 1)
+			counted = alloc_calls;
+		snprintf(name, sizeof(name), "host%d.example.test", i);
+		client_ask(e, (uint16_t)i, name);
+		if (up < 0) {
+			up = up_accept(e, 0, PUMPS);
+			assert_true(up >= 0);
+		}
+		ssize_t qlen = recv_frame(e, up, q, sizeof(q));
+		assert_true(qlen > 0);
+		size_t rlen = make_reply(r, q, (size_t)qlen, 1);
+		send_frame(up, r, rlen);
+		struct dns_msg m;
+		assert_int_equal(client_answer(e, got, sizeof(got), &m), rlen);
+		assert_int_equal(m.hdr.id, (uint16_t)i);
+	}
+	assert_true(counted > 0);
+	assert_int_equal(alloc_calls - counted, 0);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.upstream_tcp_opened, 1);
+	assert_int_equal(st.upstream_tcp_queries, 501);
+	close(up);
+	env_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -859,6 +901,7 @@ int main(void)
 		cmocka_unit_test(test_full_connections_queue_not_servfail),
 		cmocka_unit_test(test_waiting_queries_time_out),
 		cmocka_unit_test(test_unopenable_second_connection_queues),
+		cmocka_unit_test(test_tcp_round_trip_allocates_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
