@@ -43,6 +43,9 @@ struct plan_spec {
 	/* The pool must fit in the ports the plan leaves to it. */
 	uint32_t pool_size;    /* 0 when the config has no [pool] */
 	unsigned pool_size_line;
+	/* Ports the config's own services listen on: the pool never takes
+	 * them, so they are no room for it (empty when zero-initialised). */
+	struct portset listen;
 };
 
 /* Where a reserved range came from. */
@@ -88,6 +91,9 @@ struct plan {
 	struct portset kernel_reserved; /* ip_local_reserved_ports as read now */
 	bool kernel_read;           /* false when it could not be read */
 	struct portset allowed;     /* dynamic minus reserved: the pool's ports */
+	struct portset pool_room;   /* allowed minus the spec's listen ports:
+				       what the pool may draw from (less what
+				       other sockets hold when it starts) */
 	bool avoid_in_use;          /* also skip ports local sockets hold */
 	uint32_t pool_size;         /* 0 when there is no [pool] */
 	unsigned pool_size_line;
@@ -127,6 +133,16 @@ struct plan *plan_build(const struct plan_spec *spec,
 
 /* Free a plan from plan_build(); NULL is a no-op. */
 void plan_free(struct plan *plan);
+
+/* Room enough for what plan_pool_room_why() writes. */
+#define PLAN_POOL_ROOM_WHY_MAX 128
+
+/*
+ * Why the pool has only the room it has, for a message saying it does not
+ * fit: "dynamic 15500-15509, 0 of them reserved, 1 a listen port of the
+ * config's services".  Writes at most len bytes including the NUL.
+ */
+void plan_pool_room_why(const struct plan *p, char *buf, size_t len);
 
 /*
  * Describe where r came from, for people: "config (berth.conf:7)",

@@ -132,16 +132,16 @@ out:
  * is so (after saying it), else 0. */
 static int check_pool(const struct plan *plan, FILE *out)
 {
-	uint32_t room = portset_count(&plan->allowed);
+	uint32_t room = portset_count(&plan->pool_room);
 
 	if (plan->pool_size <= room)
 		return 0;
+	char why[PLAN_POOL_ROOM_WHY_MAX];
+	plan_pool_room_why(plan, why, sizeof(why));
 	fprintf(out, "conflict: pool size %u (%s:%u) does not fit: the plan "
-		     "leaves only %u ports to the pool (dynamic range %u-%u "
-		     "minus reserved ports)\n",
+		     "leaves only %u ports to the pool (%s)\n",
 		plan->pool_size, plan->file ? plan->file : "config",
-		plan->pool_size_line, room, (unsigned)plan->dynamic_lo,
-		(unsigned)plan->dynamic_hi);
+		plan->pool_size_line, room, why);
 	return 1;
 }
 

@@ -292,6 +292,8 @@ static int service_value(struct parse *p, const struct raw_section *sec,
 					    "empty path");
 		*path = e->value;
 		e->value = NULL;
+		if (path == &svc->hosts)
+			svc->hosts_line = e->line;
 	}
 	if (rc)
 		return config__fail(p, -EINVAL, e->line, sec->label, k, "%s", why);
@@ -444,7 +446,8 @@ static int build(struct parse *p, struct berth_config *cfg)
 		return p->rc;
 	if (cfg->pool.present)
 		cfg->ports.pool_size = cfg->pool.size;
-	return 0;
+	config_listen_ports(cfg, &cfg->ports.listen);
+	return config__check_addrs(p, cfg);
 }
 
 /* The one parse path shared by files and text in memory. */

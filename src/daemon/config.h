@@ -78,6 +78,7 @@ struct config_service {
 	uint64_t upstream_timeout_ms;       /* default 2 s */
 	bool reset_on_timeout;              /* default false: close with FIN */
 	char *hosts;                        /* owned path or NULL; dns only */
+	unsigned hosts_line;                /* 0 when hosts is not set */
 	bool dns_0x20;                      /* default false; dns only */
 	struct portset blocked_source_ports; /* host byte order */
 	uint32_t max_sessions;              /* 1..1000000, default 10000 */

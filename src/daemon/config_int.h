@@ -61,6 +61,12 @@ __attribute__((format(printf, 6, 7)))
 int config__fail(struct parse *p, int rc, unsigned line, const char *label,
 		 const char *key, const char *fmt, ...);
 
+/* After every section has loaded: no two listeners on one address, and no
+ * upstream that is one of the config's own listeners.  0 or -EINVAL /
+ * -ENOMEM with the message recorded through config__fail().
+ * (config_addrs.c) */
+int config__check_addrs(struct parse *p, const struct berth_config *cfg);
+
 /* Pass 1: read the whole source (p->fp or p->text) through inih into p->sec,
  * catching syntax errors, unknown names and duplicates.  Returns p->rc: 0,
  * or the first error, whose message is in p->err. */

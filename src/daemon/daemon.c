@@ -277,10 +277,12 @@ static int check_pool_fits(const struct daemon *d, const struct daemon_gen *g,
 	uint32_t navail = portset_count(&avail);
 	if (g->cfg.pool.size > navail) {
 		uint32_t nallowed = portset_count(&g->plan->allowed);
-		snprintf(err, errlen, "%s:%u: [pool]: pool: size %u exceeds the %u "
-			 "ports left to draw (the plan allows %u ports, %u of them in use)",
-			 g->cfg.file, g->cfg.pool.line, g->cfg.pool.size, navail,
-			 nallowed, nallowed - navail);
+		snprintf(err, errlen, "%s:%u: [pool] size: %u exceeds the %u "
+			 "ports left to draw (the plan allows %u ports; %u of them "
+			 "are listen ports of the config's services or held by "
+			 "other sockets)",
+			 g->cfg.file, g->cfg.ports.pool_size_line, g->cfg.pool.size,
+			 navail, nallowed, nallowed - navail);
 		return -EADDRNOTAVAIL;
 	}
 	return 0;

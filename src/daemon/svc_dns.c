@@ -56,6 +56,20 @@ static int dns_check(const struct berth_config *cfg,
 			 svc->name, DNS_FWD_MAX_UPSTREAMS, svc->nupstream);
 		return -EINVAL;
 	}
+	if (svc->hosts) {
+		/* Read it now, as starting will: a file that cannot be read
+		 * would stop the service from starting. */
+		struct dns_hosts *h = NULL;
+		char why[256];
+		int rc = dns_hosts_load(&h, svc->hosts, DNS_HOSTS_DEFAULT_TTL, NULL,
+					NULL, why, sizeof(why));
+		dns_hosts_free(h);
+		if (rc < 0) {
+			snprintf(err, errlen, "%s:%u: [service %s] hosts: %s",
+				 cfg->file, svc->hosts_line, svc->name, why);
+			return rc;
+		}
+	}
 	if (svc->nupstream > 0 && !cfg->pool.present) {
 		snprintf(err, errlen, "%s:%u: [service %s] upstream: forwarding needs "
 			 "the socket pool: add a [pool] section (or answer from hosts "
@@ -82,7 +96,8 @@ static int dns_start(struct daemon *d, const struct config_service *svc,
 		rc = dns_hosts_load(&s->hosts, svc->hosts, DNS_HOSTS_DEFAULT_TTL,
 				    warn_hosts, s, why, sizeof(why));
 		if (rc < 0) {
-			snprintf(err, errlen, "[service %s] hosts: %s", svc->name, why);
+			snprintf(err, errlen, "%s:%u: [service %s] hosts: %s",
+				 daemon_config(d)->file, svc->hosts_line, svc->name, why);
 			goto fail;
 		}
 	}

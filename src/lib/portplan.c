@@ -533,17 +533,26 @@ static int cmp_res(const void *x, const void *y)
 static int check_pool_fit(struct builder *b)
 {
 	struct plan *p = b->plan;
-	struct portset in_dynamic = p->reserved;
-	uint32_t allowed = portset_count(&p->allowed);
+	uint32_t room = portset_count(&p->pool_room);
 
-	if (p->pool_size <= allowed)
+	if (p->pool_size <= room)
 		return 0;
-	portset_intersect(&in_dynamic, &p->dynamic);
+	char why[PLAN_POOL_ROOM_WHY_MAX];
+	plan_pool_room_why(p, why, sizeof(why));
 	snprintf(b->err, b->errlen,
-		 "%s:%u: [pool] size: %u sockets do not fit in the %u ports the plan allows (dynamic %u-%u, %u of them reserved)",
-		 b->file, p->pool_size_line, p->pool_size, allowed, p->dynamic_lo,
-		 p->dynamic_hi, portset_count(&in_dynamic));
+		 "%s:%u: [pool] size: %u sockets do not fit in the %u ports the plan leaves to the pool (%s)",
+		 b->file, p->pool_size_line, p->pool_size, room, why);
 	return -ENOSPC;
+}
+
+void plan_pool_room_why(const struct plan *p, char *buf, size_t len)
+{
+	struct portset reserved = p->reserved, listen = p->allowed;
+	portset_intersect(&reserved, &p->dynamic);
+	portset_diff(&listen, &p->pool_room);
+	snprintf(buf, len, "dynamic %u-%u, %u of them reserved, %u a listen port of the config's services",
+		 p->dynamic_lo, p->dynamic_hi, portset_count(&reserved),
+		 portset_count(&listen));
 }
 
 struct plan *plan_build(const struct plan_spec *spec,
@@ -573,6 +582,8 @@ struct plan *plan_build(const struct plan_spec *spec,
 	portset_add_range(&b.plan->dynamic, b.plan->dynamic_lo, b.plan->dynamic_hi);
 	b.plan->allowed = b.plan->dynamic;
 	portset_diff(&b.plan->allowed, &b.plan->reserved);
+	b.plan->pool_room = b.plan->allowed;
+	portset_diff(&b.plan->pool_room, &spec->listen);
 	if (check_pool_fit(&b) < 0)
 		goto fail;
 	return b.plan;

@@ -133,3 +133,48 @@ def test_check_runs_the_services_own_checks(build_dir, tmp_path):
     out = berthd_check(build_dir, conf)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"{conf}: ok"
+
+
+def test_check_sees_what_would_stop_a_start(build_dir, tmp_path):
+    """Each of these configs loaded and passed --check before, and then a
+    service failed to start, or berthd forwarded each query to itself."""
+    berthctl = str(build_dir / "berthctl")
+    cases = {
+        # Two listeners on one address: the second could never bind.
+        "twice.conf": ("[service a]\nprotocol = dns\nlisten = 127.0.0.1:5399\n"
+                       "hosts = /etc/hosts\n"
+                       "[service b]\nprotocol = dns\nlisten = 0.0.0.0:5399\n"
+                       "hosts = /etc/hosts\n",
+                       ":7: [service b] listen: 0.0.0.0:5399 collides with "
+                       "127.0.0.1:5399 of [service a] (line 3)"),
+        # Its own listener as upstream: one query became 65,536.
+        "self.conf": ("[pool]\nsize = 10\n[service d]\nprotocol = dns\n"
+                      "listen = 127.0.0.1:5399\nupstream = 127.0.0.1:5399\n",
+                      ":6: [service d] upstream: 127.0.0.1:5399 reaches this "
+                      "service's own listener"),
+        # A hosts file that cannot be read.
+        "hosts.conf": ("[service d]\nprotocol = dns\nlisten = 127.0.0.1:5399\n"
+                       f"hosts = {tmp_path}/no-such-hosts\n",
+                       f":4: [service d] hosts: {tmp_path}/no-such-hosts: "
+                       "No such file or directory"),
+        # The pool cannot take the service's own listen port.
+        "fit.conf": ("[ports]\ndynamic_range = 15500-15509\navoid_in_use = no\n"
+                     "[pool]\nsize = 10\n[service d]\nprotocol = dns\n"
+                     "listen = 127.0.0.1:15505\nhosts = /etc/hosts\n",
+                     ":5: [pool] size: 10 sockets do not fit in the 9 ports the "
+                     "plan leaves to the pool (dynamic 15500-15509, 0 of them "
+                     "reserved, 1 a listen port of the config's services)"),
+    }
+    for name, (text, want) in cases.items():
+        conf = tmp_path / name
+        conf.write_text(text)
+        out = berthd_check(build_dir, conf)
+        assert out.returncode == 1, (name, out.stdout)
+        assert f"berthd: {conf}{want}" in out.stderr, (name, out.stderr)
+
+    # berthctl check reports the pool that does not fit as a finding.
+    out = subprocess.run([berthctl, "-c", str(tmp_path / "fit.conf"), "check"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "the plan leaves only 9 ports to the pool" in out.stdout
+    assert "1 a listen port of the config's services" in out.stdout

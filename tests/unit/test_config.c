@@ -757,6 +757,72 @@ static void test_free_is_safe(void **state)
 	assert_null(cfg.services);
 	config_free(&cfg);
 }
+/* Listeners that could never all bind, and upstreams that lead back into
+ * berthd, are refused at load with the line that closes the trap. */
+static void test_listen_and_upstream_loops(void **state)
+{
+	(void)state;
+	struct berth_config cfg = { 0 };
+#define DNS_AT(name, addr) "[service " name "]\nprotocol = dns\nlisten = " addr "\n"
+	expect_error("[pool]\n" DNS_AT("d", "127.0.0.1:5300, 127.0.0.1:5300")
+		     "hosts = /h\n",
+		     "t.conf:4: [service d] listen:",
+		     "127.0.0.1:5300 is given twice (in the same list)");
+	expect_error("[pool]\n" DNS_AT("d", "127.0.0.1:5300") "hosts = /h\n"
+		     "[service k]\nprotocol = kerberos\nlisten = 0.0.0.0:5300\n"
+		     "upstream = 192.0.2.88\n",
+		     "t.conf:8: [service k] listen:",
+		     "0.0.0.0:5300 collides with 127.0.0.1:5300 of [service d] (line 4)");
+	expect_error("[pool]\n" DNS_AT("d", "[::]:5300") "hosts = /h\n"
+		     "[metrics]\nlisten = [::1]:5300\n",
+		     "t.conf:7: [metrics] listen:",
+		     "[::1]:5300 collides with [::]:5300 of [service d] (line 4)");
+	/* IPv6 listeners are IPv6-only: both wildcards bind. */
+	load_ok("[pool]\n" DNS_AT("d", "0.0.0.0:5300, [::]:5300") "hosts = /h\n", &cfg);
+	config_free(&cfg);
+
+	/* One service, its own listener as upstream: directly, through the
+	 * wildcard, through a resolv.conf naming the local forwarder. */
+	expect_error("[pool]\n" DNS_AT("d", "127.0.0.1:5300")
+		     "upstream = 192.0.2.1, 127.0.0.1:5300\n",
+		     "t.conf:5: [service d] upstream:",
+		     "127.0.0.1:5300 reaches this service's own listener 127.0.0.1:5300 (line 4)");
+	expect_error("[pool]\n" DNS_AT("d", "0.0.0.0:5300") "upstream = 127.0.0.9:5300\n",
+		     "t.conf:5: [service d] upstream:",
+		     "127.0.0.9:5300 reaches this service's own listener 0.0.0.0:5300");
+	expect_error("[pool]\n" DNS_AT("d", "[::]:53") "upstream = [::1]\n",
+		     "t.conf:5: [service d] upstream:", "[::1]:53 reaches this service's own");
+	expect_error("[pool]\n" DNS_AT("d", "127.0.0.1:53")
+		     "upstream = " DATA "config_resolv_self.conf\n",
+		     "t.conf:5: [service d] upstream:", "127.0.0.1:53 reaches this service's own");
+	/* Another port, another address, or a remote upstream behind a
+	 * wildcard listener: no loop. */
+	load_ok("[pool]\n" DNS_AT("d", "127.0.0.1:5300") "upstream = 127.0.0.1:5301\n", &cfg);
+	config_free(&cfg);
+	load_ok("[pool]\n" DNS_AT("d", "127.0.0.1:53") "upstream = 127.0.0.2:53\n", &cfg);
+	config_free(&cfg);
+	load_ok("[pool]\n" DNS_AT("d", "0.0.0.0:53") "upstream = 192.0.2.1:53\n", &cfg);
+	config_free(&cfg);
+
+	/* Two services in a row are roundabout but fine; a ring is not. */
+	const char *chain = "[pool]\n" DNS_AT("a", "127.0.0.1:5300")
+		"upstream = 127.0.0.1:5301\n" DNS_AT("b", "127.0.0.1:5301")
+		"upstream = 192.0.2.1\n";
+	load_ok(chain, &cfg);
+	/* The plan learns the listen ports, which the pool must leave. */
+	assert_int_equal(portset_count(&cfg.ports.listen), 2);
+	assert_true(portset_has(&cfg.ports.listen, 5301));
+	config_free(&cfg);
+	expect_error("[pool]\n" DNS_AT("a", "127.0.0.1:5300")
+		     "upstream = 127.0.0.1:5301\n" DNS_AT("b", "127.0.0.1:5301")
+		     "upstream = 192.0.2.1, 127.0.0.1:5302\n" DNS_AT("c", "127.0.0.1:5302")
+		     "upstream = 127.0.0.1:5300\n",
+		     "t.conf:5: [service a] upstream:",
+		     "127.0.0.1:5301 reaches the listener 127.0.0.1:5301 of [service b] "
+		     "(line 8), whose upstreams lead back to [service a]");
+#undef DNS_AT
+}
+
 
 int main(void)
 {
@@ -768,6 +834,7 @@ int main(void)
 		cmocka_unit_test(test_minimal_defaults),
 		cmocka_unit_test(test_protocol_defaults),
 		cmocka_unit_test(test_resolv_conf),
+		cmocka_unit_test(test_listen_and_upstream_loops),
 		cmocka_unit_test(test_control_socket),
 		cmocka_unit_test(test_continuation),
 		cmocka_unit_test(test_long_lines),

@@ -112,6 +112,7 @@ static int setup(void **state)
 	};
 	portset_add_range(&f->plan->dynamic, 49152, 65535);
 	f->plan->allowed = f->plan->dynamic;
+	f->plan->pool_room = f->plan->allowed;
 	return 0;
 }
 
@@ -134,6 +135,7 @@ static void reserve(struct plan *plan, const char *list)
 	if (portset_parse(&plan->reserved, list, err, sizeof(err)) != 0)
 		fail_msg("bad list '%s': %s", list, err);
 	portset_diff(&plan->allowed, &plan->reserved);
+	portset_diff(&plan->pool_room, &plan->reserved);
 }
 
 static void kernel_reserves(struct plan *plan, const char *list)
@@ -238,6 +240,7 @@ static void test_pool_does_not_fit(void **state)
 	f->plan->dynamic_lo = 60000;
 	f->plan->dynamic_hi = 61999;
 	f->plan->allowed = f->plan->dynamic;
+	f->plan->pool_room = f->plan->dynamic;
 	reserve(f->plan, "61000-61099");
 	kernel_reserves(f->plan, "61000-61099");
 	f->plan->pool_size = 1901;

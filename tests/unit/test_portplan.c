@@ -416,12 +416,30 @@ static void test_pool_fit(void **state)
 
 	assert_null(plan_build(&spec, &fixture_env, err, sizeof(err)));
 	assert_string_equal(err, "berth.conf:12: [pool] size: 91 sockets do not fit in "
-				 "the 90 ports the plan allows (dynamic 10000-10099, "
-				 "10 of them reserved)");
+				 "the 90 ports the plan leaves to the pool (dynamic "
+				 "10000-10099, 10 of them reserved, 0 a listen port of "
+				 "the config's services)");
 	spec.pool_size = 90;
 	struct plan *p = build_ok(&spec);
 	assert_int_equal(p->pool_size, 90);
 	assert_int_equal(p->pool_size_line, 12);
+	plan_free(p);
+
+	/* A listen port of the config's own services is no room for the pool
+	 * (reserved or outside the range, it takes nothing away). */
+	portset_add(&spec.listen, 10050);
+	portset_add(&spec.listen, 10005);
+	portset_add(&spec.listen, 53);
+	assert_null(plan_build(&spec, &fixture_env, err, sizeof(err)));
+	assert_string_equal(err, "berth.conf:12: [pool] size: 90 sockets do not fit in "
+				 "the 89 ports the plan leaves to the pool (dynamic "
+				 "10000-10099, 10 of them reserved, 1 a listen port of "
+				 "the config's services)");
+	spec.pool_size = 89;
+	p = build_ok(&spec);
+	assert_int_equal(portset_count(&p->allowed), 90);
+	assert_int_equal(portset_count(&p->pool_room), 89);
+	assert_false(portset_has(&p->pool_room, 10050));
 	plan_free(p);
 }
 

@@ -1,0 +1,253 @@
+/*
+ * config_addrs: the checks a config's addresses need across sections.  Two
+ * listeners on one address could never both bind, and an upstream that is
+ * one of berthd's own listen addresses sends every query back into berthd,
+ * which forwards it again until its table of queries in flight is full:
+ * one query becomes tens of thousands.  Both are refused at load, so
+ * `berthd --check` and a reload see them before anything starts.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/config_int.h"
+
+/* One listen address of the config, with where it was given. */
+struct listen_ref {
+	const struct config_addr *addr;
+	const char *label; /* "[service NAME]" or "[metrics]" */
+	unsigned line;
+	size_t svc;        /* index of the service; METRICS for [metrics] */
+};
+
+#define METRICS SIZE_MAX
+
+static bool is_wildcard(const struct config_addr *a)
+{
+	if (a->sa.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr ==
+		       htonl(INADDR_ANY);
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->sa;
+	return IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
+}
+
+/* Same family, same host address (and IPv6 scope); ports not compared. */
+static bool same_host(const struct config_addr *a, const struct config_addr *b)
+{
+	if (a->sa.ss_family != b->sa.ss_family)
+		return false;
+	if (a->sa.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)&b->sa)->sin_addr.s_addr;
+	const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&a->sa;
+	const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)&b->sa;
+	return IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr) &&
+	       x->sin6_scope_id == y->sin6_scope_id;
+}
+
+static bool same_port(const struct config_addr *a, const struct config_addr *b)
+{
+	return a->sa.ss_family == b->sa.ss_family &&
+	       config_addr_port(a) == config_addr_port(b);
+}
+
+/* Would listeners on a and b collide?  (IPv6 listeners are IPv6-only.) */
+static bool listens_collide(const struct config_addr *a,
+			    const struct config_addr *b)
+{
+	return same_port(a, b) &&
+	       (same_host(a, b) || is_wildcard(a) || is_wildcard(b));
+}
+
+/* Is a's host this machine: loopback, the wildcard (which connect() takes
+ * as this host) or an address of one of its interfaces? */
+static bool is_local(const struct config_addr *a)
+{
+	if (is_wildcard(a))
+		return true;
+	if (a->sa.ss_family == AF_INET) {
+		uint32_t v4 = ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr);
+		if (v4 >> 24 == 127)
+			return true;
+	} else if (IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->sa)->sin6_addr)) {
+		return true;
+	}
+	struct ifaddrs *all;
+	if (getifaddrs(&all) != 0)
+		return false;
+	bool found = false;
+	for (struct ifaddrs *i = all; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != a->sa.ss_family)
+			continue;
+		struct config_addr c = { .len = a->len };
+		memcpy(&c.sa, i->ifa_addr, a->len);
+		if (c.sa.ss_family == AF_INET6) {
+			/* Only link-local addresses carry a scope in the config. */
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&c.sa;
+			if (!IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr))
+				s6->sin6_scope_id = 0;
+		}
+		found = same_host(a, &c);
+	}
+	freeifaddrs(all);
+	return found;
+}
+
+/* Would a query sent to upstream u arrive at listener l? */
+static bool upstream_reaches(const struct config_addr *u,
+			     const struct config_addr *l)
+{
+	return same_port(u, l) &&
+	       (same_host(u, l) || (is_wildcard(l) && is_local(u)));
+}
+
+/* Is there a path from service `from` to service `to` along edge (ns x ns:
+ * an upstream of s reaches a listener of t)?  seen starts all false. */
+static bool leads_to(const bool *edge, size_t ns, size_t from, size_t to,
+		     bool *seen)
+{
+	if (from == to)
+		return true;
+	if (seen[from])
+		return false;
+	seen[from] = true;
+	for (size_t t = 0; t < ns; t++)
+		if (edge[from * ns + t] && leads_to(edge, ns, t, to, seen))
+			return true;
+	return false;
+}
+
+/* Every listen address of cfg, in file order ([metrics] last); NULL when
+ * out of memory.  *n receives the count. */
+static struct listen_ref *listen_refs(const struct berth_config *cfg,
+				      char (*labels)[CONFIG_NAME_MAX + 12],
+				      size_t *n)
+{
+	size_t total = cfg->metrics.enabled ? 1 : 0;
+	for (size_t s = 0; s < cfg->nservices; s++)
+		total += cfg->services[s].nlisten;
+	struct listen_ref *refs = calloc(total ? total : 1, sizeof(*refs));
+	if (!refs)
+		return NULL;
+	size_t k = 0;
+	for (size_t s = 0; s < cfg->nservices; s++) {
+		const struct config_service *svc = &cfg->services[s];
+		snprintf(labels[s], sizeof(labels[s]), "[service %s]", svc->name);
+		for (size_t j = 0; j < svc->nlisten; j++)
+			refs[k++] = (struct listen_ref){ &svc->listen[j], labels[s],
+							 svc->listen_line, s };
+	}
+	if (cfg->metrics.enabled)
+		refs[k++] = (struct listen_ref){ &cfg->metrics.listen, "[metrics]",
+						 cfg->metrics.line, METRICS };
+	*n = k;
+	return refs;
+}
+
+/* Where other was given, seen from self: "in the same list" or
+ * "of [service a] (line 4)". */
+static void where(const struct listen_ref *other, const struct listen_ref *self,
+		  char *buf, size_t len)
+{
+	if (other->label == self->label)
+		snprintf(buf, len, "in the same list");
+	else
+		snprintf(buf, len, "of %s (line %u)", other->label, other->line);
+}
+
+/*
+ * Upstreams that lead back into berthd.  An upstream may be another
+ * service's listener (one berthd service relaying to the next is merely
+ * roundabout), but never so that a query comes back to the service it left:
+ * refused with the upstream that closes the loop.
+ */
+static int check_loops(struct parse *p, const struct berth_config *cfg,
+		       const struct listen_ref *refs, size_t n,
+		       char (*labels)[CONFIG_NAME_MAX + 12])
+{
+	size_t ns = cfg->nservices;
+	bool *edge = calloc(ns * ns + ns + 1, sizeof(*edge));
+	if (!edge)
+		return config__fail(p, -ENOMEM, 0, NULL, NULL, "out of memory");
+	bool *seen = edge + ns * ns;
+	for (size_t s = 0; s < ns; s++)
+		for (size_t u = 0; u < cfg->services[s].nupstream; u++)
+			for (size_t j = 0; j < n; j++)
+				if (refs[j].svc != METRICS &&
+				    upstream_reaches(&cfg->services[s].upstream[u],
+						     refs[j].addr))
+					edge[s * ns + refs[j].svc] = true;
+	int rc = 0;
+	char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16];
+	for (size_t s = 0; s < ns && !rc; s++) {
+		const struct config_service *svc = &cfg->services[s];
+		for (size_t u = 0; u < svc->nupstream && !rc; u++)
+			for (size_t j = 0; j < n && !rc; j++) {
+				size_t t = refs[j].svc;
+				if (t == METRICS ||
+				    !upstream_reaches(&svc->upstream[u], refs[j].addr))
+					continue;
+				memset(seen, 0, ns * sizeof(*seen));
+				if (!leads_to(edge, ns, t, s, seen))
+					continue;
+				config_format_addr(&svc->upstream[u], a, sizeof(a));
+				config_format_addr(refs[j].addr, b, sizeof(b));
+				if (t == s)
+					rc = config__fail(p, -EINVAL, svc->upstream_line,
+							  labels[s], "upstream",
+							  "%s reaches this service's own listener %s "
+							  "(line %u): every query would come back to it",
+							  a, b, refs[j].line);
+				else
+					rc = config__fail(p, -EINVAL, svc->upstream_line,
+							  labels[s], "upstream",
+							  "%s reaches the listener %s of %s (line %u), whose "
+							  "upstreams lead back to %s: every query would "
+							  "go round",
+							  a, b, refs[j].label, refs[j].line, labels[s]);
+			}
+	}
+	free(edge);
+	return rc;
+}
+
+int config__check_addrs(struct parse *p, const struct berth_config *cfg)
+{
+	char (*labels)[CONFIG_NAME_MAX + 12] =
+		calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*labels));
+	size_t n = 0;
+	struct listen_ref *refs = labels ? listen_refs(cfg, labels, &n) : NULL;
+	char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16], w[96];
+	int rc = 0;
+	if (!refs) {
+		rc = config__fail(p, -ENOMEM, 0, NULL, NULL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n && !rc; i++)
+		for (size_t j = 0; j < i && !rc; j++) {
+			if (!listens_collide(refs[i].addr, refs[j].addr))
+				continue;
+			config_format_addr(refs[i].addr, a, sizeof(a));
+			config_format_addr(refs[j].addr, b, sizeof(b));
+			where(&refs[j], &refs[i], w, sizeof(w));
+			if (same_host(refs[i].addr, refs[j].addr))
+				rc = config__fail(p, -EINVAL, refs[i].line, refs[i].label,
+						  "listen", "%s is given twice (%s)", a, w);
+			else
+				rc = config__fail(p, -EINVAL, refs[i].line, refs[i].label,
+						  "listen", "%s collides with %s %s: a "
+						  "wildcard address takes its port on every "
+						  "address", a, b, w);
+		}
+	if (!rc)
+		rc = check_loops(p, cfg, refs, n, labels);
+out:
+	free(refs);
+	free(labels);
+	return rc;
+}
