@@ -6,6 +6,7 @@ to the old config, its services answer again, and the reload reports the
 service and the reason as an error.
 """
 import signal
+import socket
 import time
 
 import dns.message
@@ -146,7 +147,31 @@ hosts = {tmp_path / "hosts"}
     (tmp_path / "hosts").write_text("192.0.2.77 reload.example\n")
     out = berthctl("-s", sock, "reload")
     assert out.returncode == 2, out.stdout
-    assert "size 1000 exceeds the" in out.stderr, out.stderr
+    assert ("[pool] size: 1000 sockets do not fit in the 999 ports the plan "
+            "leaves to the pool") in out.stderr, out.stderr
+    _, after = pool_listing(berthctl, sock)
+    assert after == before
+
+    # The plan has room for 999, but five ports of the range that the
+    # running pool does not hold are taken by other sockets.
+    daemon.config.write_text(daemon.config.read_text().replace(
+        "size = 1000", "size = 999"))
+    pool_ports = {port for port, _ in before}
+    free = [p for p in range(lo, lo + 1000)
+            if p != lo + 5 and p not in pool_ports][:5]
+    held = []
+    try:
+        for p in free:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            held.append(s)
+            s.bind(("127.0.0.1", p))
+        out = berthctl("-s", sock, "reload")
+    finally:
+        for s in held:
+            s.close()
+    assert out.returncode == 2, out.stdout
+    assert "[pool] size: 999 exceeds the 994 ports left to draw" in out.stderr, \
+        out.stderr
     _, after = pool_listing(berthctl, sock)
     assert after == before
 
