@@ -143,8 +143,7 @@ static void client_answer_error(struct dns_fwd *f, struct fwd_query *r,
 	if (r->sess)
 		fwd_tcp_error(f, r->sess, &r->qmsg, rcode);
 	else
-		fwd_udp_error(f, r->listen_idx, &r->client.sa, r->client_len,
-			      &r->qmsg, rcode);
+		fwd_udp_error(f, &r->client, &r->qmsg, rcode);
 }
 
 /* Send r to upstream u over UDP from a fresh random pool socket with a
@@ -235,25 +234,39 @@ void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r)
 	send_attempt(f, r);
 }
 
-bool fwd_start(struct dns_fwd *f, unsigned idx, const struct sockaddr *from,
-	       socklen_t fromlen, const struct dns_msg *q, struct sess *sess)
+unsigned fwd_screen(struct dns_fwd *f, const struct dns_msg *q)
+{
+	if (dns_flags_opcode(q->hdr.flags) != DNS_OPCODE_QUERY)
+		return DNS_RCODE_NOTIMP;
+	/* berthd answers for itself here (RFC 6891 6.1.3): it speaks EDNS
+	 * version 0 only, so it must not pass a higher one on as its own. */
+	if (q->has_opt && q->edns_version != 0) {
+		f->st.badvers++;
+		return DNS_RCODE_BADVERS;
+	}
+	/* A transfer is a stream of messages (RFC 5936 2.2) that a relay of
+	 * one answer per query would cut after the first. */
+	if (q->qtype == DNS_TYPE_AXFR || q->qtype == DNS_TYPE_IXFR) {
+		f->st.zone_transfers++;
+		return DNS_RCODE_NOTIMP;
+	}
+	return 0;
+}
+
+bool fwd_start(struct dns_fwd *f, const struct fwd_client *c,
+	       const struct dns_msg *q, struct sess *sess)
 {
 	struct fwd_query *r = rec_alloc(f);
 	if (!r) {
 		f->st.table_full++;
 		return false;
 	}
-	r->listen_idx = (uint8_t)idx;
 	r->sess = sess;
 	r->client_id = q->hdr.id;
 	/* TCP answers are never cut: the frame holds any DNS message. */
 	r->client_limit = sess ? DNS_MSG_MAX : dns_udp_limit(q);
-	memset(&r->client, 0, sizeof(r->client));
-	if (fromlen > sizeof(r->client))
-		fromlen = sizeof(r->client);
-	if (from)
-		memcpy(&r->client, from, fromlen);
-	r->client_len = fromlen;
+	if (c)
+		r->client = *c;
 	r->qlen = (uint16_t)q->len;
 	memcpy(r->query, q->buf, q->len);
 	/* Same bytes, so the parse cannot fail; it re-points qmsg at query[]. */
@@ -302,17 +315,25 @@ static void relay_answer(struct dns_fwd *f, struct fwd_query *r,
 		dns_opt_clamp_udp_size(out, resp, DNS_FWD_EDNS_SIZE);
 	if (len > r->client_limit) {
 		/* Header and question only, TC set: the client asks again over
-		 * TCP (RFC 2181 9, RFC 7766 5). */
-		len = resp->question_end;
+		 * TCP (RFC 2181 9, RFC 7766 5).  The OPT stays, without its
+		 * options (RFC 6891 7: an EDNS query gets an EDNS answer; the
+		 * OPT carries the upper bits of the RCODE and the DO bit). */
 		clear_counts(out);
+		len = resp->question_end;
+		if (resp->has_opt) {
+			/* Root owner, TYPE, CLASS and TTL; RDLENGTH 0. */
+			memmove(out + len, out + resp->opt_off, 9);
+			out[len + 9] = out[len + 10] = 0;
+			len += 11;
+			out[11] = 1;
+		}
 		dns_set_flags(out, resp->hdr.flags | DNS_FLAG_TC);
 		f->st.truncated++;
 	}
 	if (r->sess)
 		fwd_tcp_send(f, r->sess, out, len);
 	else
-		fwd_udp_send(f, r->listen_idx, &r->client.sa, r->client_len, out,
-			     len);
+		fwd_udp_send(f, &r->client, out, len);
 }
 
 static bool from_upstream(const struct dns_fwd *f, const struct sockaddr *from)
@@ -528,6 +549,8 @@ void dns_fwd_status(const struct dns_fwd *f, FILE *out)
 		{ "pool_empty", s.pool_empty },
 		{ "send_errors", s.send_errors },
 		{ "refused", s.refused },
+		{ "badvers", s.badvers },
+		{ "zone_transfers", s.zone_transfers },
 		{ "upstream_tcp_queries", s.upstream_tcp_queries },
 		{ "upstream_tcp_opened", s.upstream_tcp_opened },
 		{ "upstream_tcp_reused", s.upstream_tcp_reused },

@@ -113,6 +113,9 @@ struct dns_fwd_stats {
 	uint64_t pool_empty;       /* attempts with no pool socket */
 	uint64_t send_errors;      /* sendto failures (either direction) */
 	uint64_t refused;          /* queries over DNS_FWD_QUERY_MAX */
+	uint64_t badvers;          /* EDNS version above 0: BADVERS (counted
+				      as noerror in rcode[], its low bits) */
+	uint64_t zone_transfers;   /* AXFR and IXFR queries: NOTIMP */
 	uint64_t upstream_tcp_queries; /* attempts sent upstream over TCP */
 	uint64_t upstream_tcp_opened;  /* upstream TCP connections opened */
 	uint64_t upstream_tcp_reused;  /* queries sent on a connection that

@@ -39,6 +39,23 @@ union fwd_sockaddr {
 };
 
 /*
+ * A UDP client: where its answers go, and from where.  A listener bound to
+ * a wildcard address learns each query's destination address (IP_PKTINFO,
+ * IPV6_PKTINFO) and answers from it, as the client expects (RFC 2181 4.1);
+ * has_local is false on a listener bound to one address.
+ */
+struct fwd_client {
+	union fwd_sockaddr addr;
+	socklen_t len;
+	uint8_t listen_idx;
+	bool has_local;
+	union {
+		struct in_pktinfo in;
+		struct in6_pktinfo in6;
+	} local;
+};
+
+/*
  * One outstanding query.  Records live in one array allocated at start; a
  * free record is on the free list, a record waiting for an answer is on the
  * chain of its outbound ID (next links either list).
@@ -49,7 +66,6 @@ struct fwd_query {
 	uint32_t next;              /* free list or ID chain link */
 	bool in_use;
 	bool hashed;                /* on an ID chain, holding a pool socket */
-	uint8_t listen_idx;         /* UDP listener the query came on */
 	struct sess *sess;          /* TCP client's session, or NULL for UDP */
 	uint8_t attempt;            /* index into order[] */
 	uint8_t norder;
@@ -63,8 +79,7 @@ struct fwd_query {
 	bool redone;                /* retried once after its connection died */
 	uint16_t client_id;         /* the ID the client chose */
 	uint16_t client_limit;      /* largest UDP answer the client takes */
-	union fwd_sockaddr client;
-	socklen_t client_len;
+	struct fwd_client client;   /* a UDP client (sess NULL) */
 	struct dns_msg qmsg;        /* parse of query[], kept across rewrites */
 	uint16_t qlen;
 	uint8_t query[DNS_FWD_QUERY_MAX];   /* as sent: our ID, 0x20 case */
@@ -105,6 +120,13 @@ struct fwd_listen {
 	struct dns_fwd *f;
 	int fd;
 	uint16_t port;
+	bool wildcard;              /* bound to 0.0.0.0 or ::: PKTINFO on */
+};
+
+/* Room for one IP_PKTINFO or IPV6_PKTINFO control message. */
+union fwd_cmsg {
+	struct cmsghdr h;
+	uint8_t buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
 };
 
 /*
@@ -115,6 +137,7 @@ struct fwd_txq {
 	unsigned n;
 	uint8_t idx[FWD_TX_BATCH];          /* listener of each answer */
 	union fwd_sockaddr to[FWD_TX_BATCH];
+	union fwd_cmsg ctl[FWD_TX_BATCH];   /* source address, when chosen */
 	struct iovec iov[FWD_TX_BATCH];
 	struct mmsghdr mm[FWD_TX_BATCH];
 	uint8_t buf[FWD_TX_BATCH][FWD_TX_BUF];
@@ -150,27 +173,35 @@ struct dns_fwd {
 };
 
 /*
- * Send len octets of msg from UDP listener idx to the client to: queued (msg
- * is copied) and sent by fwd_udp_flush() at the end of the loop iteration,
- * or at once when the queue is full or msg too long to queue.
+ * Send len octets of msg to the UDP client c: queued (msg and c are copied)
+ * and sent by fwd_udp_flush() at the end of the loop iteration, or at once
+ * when the queue is full or msg too long to queue.
  */
-void fwd_udp_send(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
-		  socklen_t tolen, const uint8_t *msg, size_t len);
+void fwd_udp_send(struct dns_fwd *f, const struct fwd_client *c,
+		  const uint8_t *msg, size_t len);
 
 /* Send every queued UDP answer. */
 void fwd_udp_flush(struct dns_fwd *f);
 
+/*
+ * What every valid client query, over UDP or TCP, must pass before the hosts
+ * table and the upstreams see it.  Returns 0 to go on, or the RCODE of the
+ * error answer it gets at once (counted): NOTIMP for an opcode other than
+ * QUERY and for zone transfers, BADVERS for an EDNS version above 0.
+ */
+unsigned fwd_screen(struct dns_fwd *f, const struct dns_msg *q);
+
 /* Send an error response with rcode to the query q (parsed, maybe broken). */
-void fwd_udp_error(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
-		   socklen_t tolen, const struct dns_msg *q, unsigned rcode);
+void fwd_udp_error(struct dns_fwd *f, const struct fwd_client *c,
+		   const struct dns_msg *q, unsigned rcode);
 
 /*
- * Start forwarding the valid query q from a client: over UDP (listener idx,
- * address from) when sess is NULL, else from TCP session sess.  Returns
- * false, counting table_full, when no record is free.
+ * Start forwarding the valid query q from a client: the UDP client c when
+ * sess is NULL, else TCP session sess (c NULL).  Returns false, counting
+ * table_full, when no record is free.
  */
-bool fwd_start(struct dns_fwd *f, unsigned idx, const struct sockaddr *from,
-	       socklen_t fromlen, const struct dns_msg *q, struct sess *sess);
+bool fwd_start(struct dns_fwd *f, const struct fwd_client *c,
+	       const struct dns_msg *q, struct sess *sess);
 
 /* Close every listen socket. */
 void fwd_udp_close_all(struct dns_fwd *f);

@@ -57,8 +57,9 @@ static void on_request(struct sess *s, const uint8_t *msg, size_t len, void *arg
 		}
 		return;
 	}
-	if (dns_flags_opcode(q.hdr.flags) != DNS_OPCODE_QUERY) {
-		fwd_tcp_error(f, s, &q, DNS_RCODE_NOTIMP);
+	unsigned rcode = fwd_screen(f, &q);
+	if (rcode) {
+		fwd_tcp_error(f, s, &q, rcode);
 		return;
 	}
 	ssize_t n = dns_hosts_answer(f->hosts, &q, f->tx, DNS_MSG_MAX, DNS_FWD_EDNS_SIZE);
@@ -77,7 +78,7 @@ static void on_request(struct sess *s, const uint8_t *msg, size_t len, void *arg
 		fwd_tcp_error(f, s, &q, DNS_RCODE_SERVFAIL);
 		return;
 	}
-	if (!fwd_start(f, 0, NULL, 0, &q, s)) {
+	if (!fwd_start(f, NULL, &q, s)) {
 		/* Table full: an answer now, never silence. */
 		f->st.servfails++;
 		fwd_tcp_error(f, s, &q, DNS_RCODE_SERVFAIL);

@@ -52,16 +52,56 @@ void fwd_udp_flush(struct dns_fwd *f)
 	t->n = 0;
 }
 
-void fwd_udp_send(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
-		  socklen_t tolen, const uint8_t *msg, size_t len)
+/*
+ * Fill h to send to c: its address, and the source address its query was
+ * sent to when its listener is a wildcard one (ctl holds the control
+ * message; the interface is left to routing, as for any reply).
+ */
+static void client_msghdr(const struct fwd_client *c, union fwd_sockaddr *to,
+			  union fwd_cmsg *ctl, struct msghdr *h)
+{
+	*to = c->addr;
+	h->msg_name = to;
+	h->msg_namelen = c->len;
+	h->msg_control = NULL;
+	h->msg_controllen = 0;
+	if (!c->has_local)
+		return;
+	memset(ctl, 0, sizeof(*ctl));
+	struct cmsghdr *cm = &ctl->h;
+	if (c->addr.sa.sa_family == AF_INET) {
+		struct in_pktinfo pi = { .ipi_spec_dst = c->local.in.ipi_addr };
+		cm->cmsg_level = IPPROTO_IP;
+		cm->cmsg_type = IP_PKTINFO;
+		cm->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+		h->msg_controllen = CMSG_SPACE(sizeof(pi));
+	} else {
+		struct in6_pktinfo pi = c->local.in6;
+		cm->cmsg_level = IPPROTO_IPV6;
+		cm->cmsg_type = IPV6_PKTINFO;
+		cm->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+		h->msg_controllen = CMSG_SPACE(sizeof(pi));
+	}
+	h->msg_control = ctl;
+}
+
+void fwd_udp_send(struct dns_fwd *f, const struct fwd_client *c,
+		  const uint8_t *msg, size_t len)
 {
 	struct fwd_txq *t = &f->txq;
-	if (idx >= f->nlisten || tolen > sizeof(t->to[0])) {
+	if (c->listen_idx >= f->nlisten || c->len > sizeof(t->to[0])) {
 		f->st.send_errors++;
 		return;
 	}
 	if (len > FWD_TX_BUF) {
-		if (sendto(f->listen[idx].fd, msg, len, MSG_DONTWAIT, to, tolen) < 0)
+		union fwd_sockaddr to;
+		union fwd_cmsg ctl;
+		struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
+		struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1 };
+		client_msghdr(c, &to, &ctl, &h);
+		if (sendmsg(f->listen[c->listen_idx].fd, &h, MSG_DONTWAIT) < 0)
 			f->st.send_errors++;
 		else
 			count_answer(f, msg);
@@ -70,29 +110,28 @@ void fwd_udp_send(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
 	if (t->n == FWD_TX_BATCH)
 		fwd_udp_flush(f);
 	unsigned i = t->n++;
-	t->idx[i] = (uint8_t)idx;
-	memcpy(&t->to[i], to, tolen);
+	t->idx[i] = c->listen_idx;
 	memcpy(t->buf[i], msg, len);
 	t->iov[i] = (struct iovec){ .iov_base = t->buf[i], .iov_len = len };
-	t->mm[i] = (struct mmsghdr){ .msg_hdr = {
-		.msg_name = &t->to[i], .msg_namelen = tolen,
-		.msg_iov = &t->iov[i], .msg_iovlen = 1 } };
+	t->mm[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &t->iov[i], .msg_iovlen = 1 } };
+	client_msghdr(c, &t->to[i], &t->ctl[i], &t->mm[i].msg_hdr);
 }
 
-void fwd_udp_error(struct dns_fwd *f, unsigned idx, const struct sockaddr *to,
-		   socklen_t tolen, const struct dns_msg *q, unsigned rcode)
+void fwd_udp_error(struct dns_fwd *f, const struct fwd_client *c,
+		   const struct dns_msg *q, unsigned rcode)
 {
 	uint8_t out[DNS_FWD_QUERY_MAX + 64];
 	ssize_t n = dns_build_error(out, sizeof(out), q, rcode, DNS_FWD_EDNS_SIZE);
 	if (n > 0)
-		fwd_udp_send(f, idx, to, tolen, out, (size_t)n);
+		fwd_udp_send(f, c, out, (size_t)n);
 }
 
-void dns_fwd_udp_query(struct dns_fwd *f, int idx, const struct sockaddr *from,
-		       socklen_t fromlen, const uint8_t *msg, size_t len)
+/* The client c's query, len octets at msg; cut says the datagram was longer
+ * than the receive buffer (msg holds its start). */
+static void udp_query(struct dns_fwd *f, const struct fwd_client *c,
+		      const uint8_t *msg, size_t len, bool cut)
 {
-	unsigned li = (unsigned)idx;
-	if (guard_drop_sockaddr(f->guard, from))
+	if (guard_drop_sockaddr(f->guard, &c->addr.sa))
 		return;
 	f->st.queries_udp++;
 	/* A response must never be answered, or two servers could bounce
@@ -103,40 +142,81 @@ void dns_fwd_udp_query(struct dns_fwd *f, int idx, const struct sockaddr *from,
 	}
 	struct dns_msg q;
 	int rc = dns_parse_query(&q, msg, len);
+	if (cut) {
+		/* Longer than any query berthd forwards: its start has the
+		 * header, which is all a REFUSED needs. */
+		if (!q.header_ok) {
+			f->st.garbage++;
+			return;
+		}
+		f->st.refused++;
+		fwd_udp_error(f, c, &q, DNS_RCODE_REFUSED);
+		return;
+	}
 	if (rc != DNS_OK) {
 		if (q.header_ok && len <= DNS_MSG_MAX) {
 			f->st.formerr++;
-			fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_FORMERR);
+			fwd_udp_error(f, c, &q, DNS_RCODE_FORMERR);
 		} else {
 			f->st.garbage++;
 		}
 		return;
 	}
-	if (dns_flags_opcode(q.hdr.flags) != DNS_OPCODE_QUERY) {
-		fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_NOTIMP);
+	unsigned rcode = fwd_screen(f, &q);
+	if (rcode) {
+		fwd_udp_error(f, c, &q, rcode);
 		return;
 	}
 	uint16_t limit = dns_udp_limit(&q);
 	ssize_t n = dns_hosts_answer(f->hosts, &q, f->tx, limit, DNS_FWD_EDNS_SIZE);
 	if (n > 0) {
 		f->st.local_answers++;
-		fwd_udp_send(f, li, from, fromlen, f->tx, (size_t)n);
+		fwd_udp_send(f, c, f->tx, (size_t)n);
 		return;
 	}
 	if (len > DNS_FWD_QUERY_MAX) {
 		f->st.refused++;
-		fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_REFUSED);
+		fwd_udp_error(f, c, &q, DNS_RCODE_REFUSED);
 		return;
 	}
 	if (f->nup == 0) {
 		f->st.servfails++;
-		fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_SERVFAIL);
+		fwd_udp_error(f, c, &q, DNS_RCODE_SERVFAIL);
 		return;
 	}
-	if (!fwd_start(f, li, from, fromlen, &q, NULL)) {
+	if (!fwd_start(f, c, &q, NULL)) {
 		/* Table full: an answer now, never silence. */
 		f->st.servfails++;
-		fwd_udp_error(f, li, from, fromlen, &q, DNS_RCODE_SERVFAIL);
+		fwd_udp_error(f, c, &q, DNS_RCODE_SERVFAIL);
+	}
+}
+
+void dns_fwd_udp_query(struct dns_fwd *f, int idx, const struct sockaddr *from,
+		       socklen_t fromlen, const uint8_t *msg, size_t len)
+{
+	struct fwd_client c = { .listen_idx = (uint8_t)idx };
+	if (fromlen > sizeof(c.addr))
+		return;
+	memcpy(&c.addr, from, fromlen);
+	c.len = fromlen;
+	udp_query(f, &c, msg, len, false);
+}
+
+/* The destination address of a datagram, from its IP_PKTINFO or
+ * IPV6_PKTINFO control message, into c (has_local stays false without). */
+static void take_local(const struct msghdr *h, struct fwd_client *c)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR((struct msghdr *)h, cm)) {
+		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO &&
+		    c->addr.sa.sa_family == AF_INET) {
+			memcpy(&c->local.in, CMSG_DATA(cm), sizeof(c->local.in));
+			c->has_local = true;
+		} else if (cm->cmsg_level == IPPROTO_IPV6 &&
+			   cm->cmsg_type == IPV6_PKTINFO &&
+			   c->addr.sa.sa_family == AF_INET6) {
+			memcpy(&c->local.in6, CMSG_DATA(cm), sizeof(c->local.in6));
+			c->has_local = true;
+		}
 	}
 }
 
@@ -156,6 +236,7 @@ static void on_listen_readable(struct loop *l, struct loop_watch *w,
 	struct mmsghdr mm[FWD_RX_BATCH];
 	struct iovec iov[FWD_RX_BATCH];
 	union fwd_sockaddr from[FWD_RX_BATCH];
+	union fwd_cmsg ctl[FWD_RX_BATCH];
 
 	for (unsigned round = 0; round < FWD_RX_ROUNDS; round++) {
 		for (unsigned i = 0; i < FWD_RX_BATCH; i++) {
@@ -167,15 +248,26 @@ static void on_listen_readable(struct loop *l, struct loop_watch *w,
 					.msg_namelen = sizeof(from[i]),
 					.msg_iov = &iov[i],
 					.msg_iovlen = 1,
+					.msg_control = ls->wildcard ? &ctl[i] : NULL,
+					.msg_controllen = ls->wildcard ? sizeof(ctl[i]) : 0,
 				},
 			};
 		}
 		int n = recvmmsg(ls->fd, mm, FWD_RX_BATCH, MSG_DONTWAIT, NULL);
 		if (n <= 0)
 			return;
-		for (int i = 0; i < n; i++)
-			dns_fwd_udp_query(f, idx, &from[i].sa, mm[i].msg_hdr.msg_namelen,
-					  f->rx[i], mm[i].msg_len);
+		for (int i = 0; i < n; i++) {
+			const struct msghdr *h = &mm[i].msg_hdr;
+			struct fwd_client c = {
+				.len = h->msg_namelen <= sizeof(c.addr) ? h->msg_namelen : 0,
+				.listen_idx = (uint8_t)idx,
+			};
+			memcpy(&c.addr, &from[i], c.len);
+			if (ls->wildcard)
+				take_local(h, &c);
+			udp_query(f, &c, f->rx[i], mm[i].msg_len,
+				  (h->msg_flags & MSG_TRUNC) != 0);
+		}
 		if ((unsigned)n < FWD_RX_BATCH)
 			return;
 	}
@@ -209,8 +301,24 @@ int dns_fwd_listen_udp(struct dns_fwd *f, const struct sockaddr *addr,
 		goto fail;
 	}
 	int one = 1;
-	if (addr->sa_family == AF_INET6)
+	bool wildcard;
+	if (addr->sa_family == AF_INET6) {
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		wildcard = IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)addr)->sin6_addr);
+		if (wildcard && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
+					   sizeof(one)) < 0) {
+			rc = -errno;
+			goto fail;
+		}
+	} else {
+		wildcard = ((const struct sockaddr_in *)addr)->sin_addr.s_addr ==
+			   htonl(INADDR_ANY);
+		if (wildcard && setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one,
+					   sizeof(one)) < 0) {
+			rc = -errno;
+			goto fail;
+		}
+	}
 	if (bind(fd, addr, addrlen) < 0) {
 		rc = -errno;
 		goto fail;
@@ -227,6 +335,7 @@ int dns_fwd_listen_udp(struct dns_fwd *f, const struct sockaddr *addr,
 		.fd = fd,
 		.port = ntohs(local.sa.sa_family == AF_INET ? local.in.sin_port
 							    : local.in6.sin6_port),
+		.wildcard = wildcard,
 	};
 	loop_watch_init(&ls->w, fd, on_listen_readable);
 	rc = loop_watch_set(f->loop, &ls->w, LOOP_READ);

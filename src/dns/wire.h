@@ -60,6 +60,8 @@ enum dns_type {
 	DNS_TYPE_PTR = 12,
 	DNS_TYPE_AAAA = 28,
 	DNS_TYPE_OPT = 41,
+	DNS_TYPE_IXFR = 251,
+	DNS_TYPE_AXFR = 252,
 };
 
 #define DNS_CLASS_IN 1u

@@ -111,6 +111,29 @@ def test_tc_relayed_to_udp_client(berthd, tmp_path, unbound):
     assert reply.rcode() == dns.rcode.NOERROR
 
 
+def test_badvers_and_zone_transfers_answered_by_berthd(berthd, berthctl,
+                                                       tmp_path, unbound):
+    """kdig asking with EDNS version 1 gets BADVERS (RFC 6891 6.1.3), and
+    dig's AXFR over TCP a NOTIMP at once, not a transfer cut after its first
+    message; neither reaches the upstream."""
+    require(DIG, KDIG)
+    daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{unbound.port}"])
+    out = run([KDIG, "+edns=1", "+timeout=3", "+retry=0", "-p", str(port),
+               "@127.0.0.1", "host.test", "A"])
+    assert "status: BADVERS" in out.stdout, out.stdout + out.stderr
+    out = run([KDIG, "+edns=0", "+timeout=3", "+retry=0", "-p", str(port),
+               "@127.0.0.1", "host.test", "A"])
+    assert "status: NOERROR" in out.stdout, out.stdout + out.stderr
+    out = run([DIG, "+tries=1", "+time=3", "-p", str(port), "@127.0.0.1",
+               "test", "AXFR"])
+    assert "Transfer failed" in out.stdout, out.stdout + out.stderr
+    counters = status(berthctl, daemon)
+    assert counters["badvers"] == 1
+    assert counters["zone_transfers"] == 1
+    assert counters["rcode_notimp"] == 1
+    assert counters["forwarded"] == 1
+
+
 def test_hosts_file_answered_locally(berthd, tmp_path, unbound):
     require(DIG)
     hosts = tmp_path / "hosts"

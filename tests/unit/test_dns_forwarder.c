@@ -626,6 +626,53 @@ static void test_malformed_query_formerr_or_drop(void **state)
 	env_free(e);
 }
 
+/* Queries berthd answers itself, over UDP, before hosts and upstreams: an
+ * EDNS version it does not speak, and zone transfers it cannot relay. */
+static void test_badvers_and_transfers_answered_at_once(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 1, .hosts = true });
+	uint8_t q[300], got[600];
+	struct dns_msg m;
+	size_t qlen = make_query(q, 0x1111, "www.example.test", DNS_TYPE_A,
+				 DNS_CLASS_IN, 1232);
+	q[qlen - 5] = 1; /* the OPT's VERSION */
+	client_send(e, q, qlen);
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_true(n > 0);
+	assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
+	assert_int_equal(m.hdr.id, 0x1111);
+	assert_true(m.has_opt);
+	assert_int_equal(m.edns_version, 0);
+	assert_int_equal(dns_msg_rcode(&m), DNS_RCODE_BADVERS);
+	assert_int_equal(m.hdr.ancount, 0);
+	/* www.example.test is in the hosts file: the version was checked
+	 * first.  Version 0 for another name is forwarded. */
+	assert_int_equal(stats(e).local_answers, 0);
+	qlen = make_query(q, 0x1112, "other.test", DNS_TYPE_A, DNS_CLASS_IN, 1232);
+	client_send(e, q, qlen);
+	struct sent s;
+	assert_true(upstream_got(e, 0, &s));
+
+	const uint16_t xfr[] = { DNS_TYPE_AXFR, DNS_TYPE_IXFR };
+	for (size_t i = 0; i < 2; i++) {
+		qlen = make_query(q, 0x2222, "example.test", xfr[i], DNS_CLASS_IN, 0);
+		client_send(e, q, qlen);
+		n = take(e->client, got, sizeof(got), NULL);
+		assert_true(n > 0);
+		assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
+		assert_int_equal(dns_msg_rcode(&m), DNS_RCODE_NOTIMP);
+		assert_int_equal(m.qtype, xfr[i]);
+	}
+	assert_false(upstream_got(e, 0, &s));
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.badvers, 1);
+	assert_int_equal(st.zone_transfers, 2);
+	assert_int_equal(st.forwarded, 1);
+	assert_int_equal(st.local_answers, 0);
+	env_free(e);
+}
+
 static void test_response_on_listen_dropped(void **state)
 {
 	(void)state;
@@ -782,6 +829,23 @@ static void test_large_answer_truncated_for_client(void **state)
 	assert_int_equal(m.hdr.ancount, 0);
 	assert_int_equal(m.hdr.id, 5);
 	assert_int_equal(stats(e).truncated, 1);
+
+	/* An EDNS client's cut answer keeps an OPT (RFC 6891 7), bare of
+	 * options, with the upstream's DO bit and berthd's own size. */
+	forward_one(e, 6, "big.test", DNS_TYPE_A, 512, &s);
+	rlen = make_reply(r, s.q, s.len, 40, 4096, 0);
+	r[rlen - 4] = DNS_EDNS_FLAG_DO >> 8;
+	assert_true(offer(e, 0, &s, r, rlen));
+	n = take(e->client, got, sizeof(got), NULL);
+	assert_int_equal(n, DNS_HEADER_LEN + 10 + 4 + 11);
+	assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
+	assert_true(m.hdr.flags & DNS_FLAG_TC);
+	assert_int_equal(m.hdr.ancount, 0);
+	assert_int_equal(m.hdr.arcount, 1);
+	assert_true(m.has_opt);
+	assert_int_equal(m.udp_size, 1232);
+	assert_true(m.edns_flags & DNS_EDNS_FLAG_DO);
+	assert_int_equal(stats(e).truncated, 2);
 	env_free(e);
 }
 
@@ -858,6 +922,75 @@ static void test_udp_round_trip_allocates_nothing(void **state)
 	env_free(e);
 }
 
+/*
+ * A listener on the wildcard address answers from the address each query
+ * was sent to (RFC 2181 4.1), for local and forwarded answers alike: a
+ * client asking 127.0.0.9 would drop an answer from 127.0.0.1.
+ */
+static void test_wildcard_listener_answers_from_query_address(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 1, .hosts = true });
+	char err[256];
+	struct sockaddr_in any = { .sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_ANY) };
+	int idx = dns_fwd_listen_udp(e->f, (struct sockaddr *)&any, sizeof(any),
+				     err, sizeof(err));
+	assert_int_equal(idx, 1);
+	uint8_t q[300], got[600], r[600];
+	struct sockaddr_in from;
+	const char *const dst[] = { "127.0.0.9", "127.0.0.1", "127.0.0.53" };
+	for (size_t i = 0; i < 3; i++) {
+		struct sockaddr_in to = { .sin_family = AF_INET,
+					  .sin_port = htons(dns_fwd_udp_port(e->f, idx)) };
+		assert_int_equal(inet_pton(AF_INET, dst[i], &to.sin_addr), 1);
+		/* From the hosts file. */
+		size_t qlen = make_query(q, 0x3000, "www.example.test", DNS_TYPE_A,
+					 DNS_CLASS_IN, 0);
+		assert_int_equal(sendto(e->client, q, qlen, 0, (struct sockaddr *)&to,
+					sizeof(to)), (ssize_t)qlen);
+		assert_true(loop_run_once(e->loop) >= 0);
+		assert_true(take(e->client, got, sizeof(got), &from) > 0);
+		assert_int_equal(from.sin_addr.s_addr, to.sin_addr.s_addr);
+		assert_int_equal(from.sin_port, to.sin_port);
+		/* Forwarded, answered later. */
+		qlen = make_query(q, 0x3001, "fwd.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+		assert_int_equal(sendto(e->client, q, qlen, 0, (struct sockaddr *)&to,
+					sizeof(to)), (ssize_t)qlen);
+		assert_true(loop_run_once(e->loop) >= 0);
+		struct sent s;
+		assert_true(upstream_got(e, 0, &s));
+		size_t rlen = make_reply(r, s.q, s.len, 1, 0, 0);
+		assert_true(offer(e, 0, &s, r, rlen));
+		assert_int_equal(take(e->client, got, sizeof(got), &from), (ssize_t)rlen);
+		assert_int_equal(dns_get_id(got), 0x3001);
+		assert_int_equal(from.sin_addr.s_addr, to.sin_addr.s_addr);
+	}
+	env_free(e);
+}
+
+/* A datagram longer than the receive buffer is refused by its header, not
+ * parsed from its cut start (which would read as malformed: FORMERR). */
+static void test_oversize_datagram_refused(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	static uint8_t q[5000], got[600];
+	memset(q, 0, sizeof(q));
+	size_t qlen = make_query(q, 0x4444, "big.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	assert_true(qlen < sizeof(q));
+	client_send(e, q, sizeof(q));
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_true(n >= DNS_HEADER_LEN);
+	assert_int_equal(dns_get_id(got), 0x4444);
+	assert_int_equal(got[3] & 0xf, DNS_RCODE_REFUSED);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.refused, 1);
+	assert_int_equal(st.formerr, 0);
+	assert_int_equal(st.forwarded, 0);
+	env_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -873,6 +1006,7 @@ int main(void)
 		cmocka_unit_test(test_servfail_when_all_fail),
 		cmocka_unit_test(test_failing_upstream_tried_last),
 		cmocka_unit_test(test_malformed_query_formerr_or_drop),
+		cmocka_unit_test(test_badvers_and_transfers_answered_at_once),
 		cmocka_unit_test(test_response_on_listen_dropped),
 		cmocka_unit_test(test_guarded_source_ports_dropped),
 		cmocka_unit_test(test_table_full_servfail_and_counts),
@@ -882,6 +1016,8 @@ int main(void)
 		cmocka_unit_test(test_tc_answer_relayed_as_is),
 		cmocka_unit_test(test_edns_sizes_kept_honest),
 		cmocka_unit_test(test_udp_round_trip_allocates_nothing),
+		cmocka_unit_test(test_oversize_datagram_refused),
+		cmocka_unit_test(test_wildcard_listener_answers_from_query_address),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
