@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -9,6 +10,37 @@
 
 /* How long berthctl waits for berthd's reply. */
 #define LIVE_TIMEOUT_S 10
+
+/* What kind of file st describes, for a message ("a regular file"). */
+static const char *file_kind(const struct stat *st)
+{
+	mode_t m = st->st_mode;
+	return S_ISREG(m) ? "a regular file" : S_ISDIR(m) ? "a directory" :
+	       S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) || S_ISBLK(m) ? "a device" :
+	       "an unknown kind of file";
+}
+
+/*
+ * Why connecting to path failed with errno e, on err.  Linux answers
+ * ECONNREFUSED (or EACCES) for a path that is no socket at all, just as it
+ * does for a stale socket, so the file itself says which it is.
+ */
+static void explain_connect_error(const char *path, int e, FILE *err)
+{
+	struct stat st;
+	if (e == ENOENT)
+		fprintf(err, "berthctl: berthd is not running: no control socket at %s "
+			"(is berthd using another config? try -c FILE or -s PATH)\n", path);
+	else if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		fprintf(err, "berthctl: %s is %s, not a socket (is -s PATH or the "
+			"config's [control] socket right?)\n", path, file_kind(&st));
+	else if (e == ECONNREFUSED)
+		fprintf(err, "berthctl: berthd is not running: %s is a stale control "
+			"socket nobody listens on\n", path);
+	else
+		fprintf(err, "berthctl: cannot connect to berthd at %s: %s\n", path,
+			strerror(e));
+}
 
 static int connect_control(const char *path, FILE *err)
 {
@@ -30,18 +62,7 @@ static int connect_control(const char *path, FILE *err)
 		return fd;
 	int e = errno;
 	close(fd);
-	if (e == ENOENT)
-		fprintf(err, "berthctl: berthd is not running: no control socket at %s "
-			"(is berthd using another config? try -c FILE or -s PATH)\n", path);
-	else if (e == ECONNREFUSED)
-		fprintf(err, "berthctl: berthd is not running: %s is a stale control "
-			"socket nobody listens on\n", path);
-	else if (e == ENOTSOCK)
-		fprintf(err, "berthctl: %s is not a socket: wrong control socket path?\n",
-			path);
-	else
-		fprintf(err, "berthctl: cannot connect to berthd at %s: %s\n", path,
-			strerror(e));
+	explain_connect_error(path, e, err);
 	return -1;
 }
 

@@ -58,6 +58,39 @@ def test_a_stale_socket_is_replaced(berthd, berthctl, tmp_path):
     assert os.path.exists(sock)
 
 
+def test_berthctl_says_what_is_at_a_wrong_socket_path(berthctl, tmp_path):
+    """berthctl.8: when the path is wrong, berthctl says so, not that berthd
+    is not running.  Linux refuses to connect to a regular file or a
+    directory just as to a stale socket (ECONNREFUSED)."""
+    regular = tmp_path / "berth.conf"
+    regular.write_text("[control]\n")
+    directory = tmp_path / "run"
+    directory.mkdir()
+    for path, kind in ((regular, "a regular file"), (directory, "a directory")):
+        out = berthctl("-s", path, "status")
+        assert out.returncode == 2, out.stderr
+        assert f"berthctl: {path} is {kind}, not a socket" in out.stderr, \
+            out.stderr
+        assert "not running" not in out.stderr and "stale" not in out.stderr
+
+    # The same from the config's [control] socket.
+    conf = tmp_path / "ctl.conf"
+    conf.write_text(f"[control]\nsocket = {directory}\n")
+    out = berthctl("-c", conf, "status")
+    assert out.returncode == 2, out.stderr
+    assert f"{directory} is a directory, not a socket" in out.stderr, out.stderr
+
+    # A socket nobody listens on is still a stale socket.
+    sock = tmp_path / "stale.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock))
+    stale.close()
+    out = berthctl("-s", sock, "status")
+    assert out.returncode == 2, out.stderr
+    assert f"berthd is not running: {sock} is a stale control socket" \
+        in out.stderr, out.stderr
+
+
 def connect(sock):
     """A client connection to sock; a full listen queue (EAGAIN on a unix
     socket) is waited out for up to 5 s."""

@@ -1,0 +1,181 @@
+/*
+ * Unit tests for berthctl's live verbs (src/ctl/live.c) when berthd cannot be
+ * reached: each way the control socket path can be wrong gets its own
+ * message (no socket there, a stale socket, a regular file, a directory),
+ * and every one exits 2.  Real files in a temporary directory; no berthd.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ctl/ctl.h"
+
+/* A temporary directory and a path in it for the control socket. */
+struct fx {
+	char dir[64];
+	char path[108];
+};
+
+static int fx_setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/berth-ctl-live-XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	snprintf(fx->path, sizeof(fx->path), "%s/berth.sock", fx->dir);
+	*state = fx;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *fx = *state;
+	struct stat st;
+	if (lstat(fx->path, &st) == 0)
+		assert_int_equal(S_ISDIR(st.st_mode) ? rmdir(fx->path)
+						     : unlink(fx->path), 0);
+	assert_int_equal(rmdir(fx->dir), 0);
+	free(fx);
+	return 0;
+}
+
+/* ctl_live("status") on path: its exit status and what it wrote to err. */
+struct run {
+	int rc;
+	char *out, *err;
+	size_t outlen, errlen;
+};
+
+static struct run live_status(const char *path)
+{
+	struct run r = { 0 };
+	FILE *out = open_memstream(&r.out, &r.outlen);
+	FILE *err = open_memstream(&r.err, &r.errlen);
+	assert_non_null(out);
+	assert_non_null(err);
+	r.rc = ctl_live(path, "status", out, err);
+	fclose(out);
+	fclose(err);
+	return r;
+}
+
+static void run_free(struct run *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+/* The run failed with exit 2, printed nothing to out and want to err. */
+static void assert_refused(const struct run *r, const char *want)
+{
+	assert_int_equal(r->rc, CTL_ERROR);
+	assert_int_equal(r->outlen, 0);
+	if (!strstr(r->err, want))
+		fail_msg("expected \"%s\" in: %s", want, r->err);
+}
+
+static void test_nothing_at_the_path(void **state)
+{
+	struct fx *fx = *state;
+	struct run r = live_status(fx->path);
+	char want[256];
+	snprintf(want, sizeof(want), "berthd is not running: no control socket at %s",
+		 fx->path);
+	assert_refused(&r, want);
+	run_free(&r);
+}
+
+static void test_a_stale_socket(void **state)
+{
+	struct fx *fx = *state;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	memcpy(sun.sun_path, fx->path, strlen(fx->path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	/* Bound, never listened on, closed: what a crashed berthd leaves. */
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	close(fd);
+
+	struct run r = live_status(fx->path);
+	char want[256];
+	snprintf(want, sizeof(want), "berthd is not running: %s is a stale control "
+		 "socket nobody listens on", fx->path);
+	assert_refused(&r, want);
+	run_free(&r);
+}
+
+/* Linux refuses the connection to a file that is not a socket just as it
+ * does to a stale socket: the message must still say what is there. */
+static void test_a_regular_file(void **state)
+{
+	struct fx *fx = *state;
+	int fd = open(fx->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+
+	struct run r = live_status(fx->path);
+	char want[256];
+	snprintf(want, sizeof(want), "berthctl: %s is a regular file, not a socket "
+		 "(is -s PATH or the config's [control] socket right?)", fx->path);
+	assert_refused(&r, want);
+	assert_null(strstr(r.err, "not running"));
+	run_free(&r);
+}
+
+/* Read-only, the same file is refused with EACCES (unless we are root):
+ * still a regular file, not a permission problem of some socket. */
+static void test_a_read_only_regular_file(void **state)
+{
+	struct fx *fx = *state;
+	int fd = open(fx->path, O_WRONLY | O_CREAT | O_EXCL, 0400);
+	assert_true(fd >= 0);
+	close(fd);
+
+	struct run r = live_status(fx->path);
+	char want[256];
+	snprintf(want, sizeof(want), "%s is a regular file, not a socket", fx->path);
+	assert_refused(&r, want);
+	run_free(&r);
+}
+
+static void test_a_directory(void **state)
+{
+	struct fx *fx = *state;
+	assert_int_equal(mkdir(fx->path, 0700), 0);
+
+	struct run r = live_status(fx->path);
+	char want[256];
+	snprintf(want, sizeof(want), "berthctl: %s is a directory, not a socket",
+		 fx->path);
+	assert_refused(&r, want);
+	assert_null(strstr(r.err, "not running"));
+	run_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_nothing_at_the_path,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_a_stale_socket,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_a_regular_file,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_a_read_only_regular_file,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_a_directory,
+						fx_setup, fx_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
