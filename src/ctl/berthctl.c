@@ -159,6 +159,11 @@ int main(int argc, char **argv)
 			config = optarg;
 			break;
 		case 's':
+			if (!*optarg) {
+				fputs("berthctl: -s needs a control socket path, got an "
+				      "empty one (see berthctl --help)\n", stderr);
+				return CTL_ERROR;
+			}
 			socket_path = optarg;
 			break;
 		case 'h':

@@ -45,6 +45,11 @@ static void explain_connect_error(const char *path, int e, FILE *err)
 static int connect_control(const char *path, FILE *err)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	/* An empty sun_path would name an abstract socket, not a file. */
+	if (!*path) {
+		fputs("berthctl: the control socket path is empty\n", err);
+		return -1;
+	}
 	if (strlen(path) >= sizeof(sun.sun_path)) {
 		fprintf(err, "berthctl: control socket path %s is too long\n", path);
 		return -1;

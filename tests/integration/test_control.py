@@ -91,6 +91,15 @@ def test_berthctl_says_what_is_at_a_wrong_socket_path(berthctl, tmp_path):
         in out.stderr, out.stderr
 
 
+def test_an_empty_socket_path_is_a_usage_error(berthctl):
+    for args in (("-s", ""), ("--socket=",), ("--socket", "")):
+        out = berthctl(*args, "status")
+        assert out.returncode == 2, (args, out.stderr)
+        assert out.stderr == ("berthctl: -s needs a control socket path, got "
+                              "an empty one (see berthctl --help)\n"), \
+            (args, out.stderr)
+
+
 def connect(sock):
     """A client connection to sock; a full listen queue (EAGAIN on a unix
     socket) is waited out for up to 5 s."""

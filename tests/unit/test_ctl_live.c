@@ -1,8 +1,9 @@
 /*
  * Unit tests for berthctl's live verbs (src/ctl/live.c) when berthd cannot be
  * reached: each way the control socket path can be wrong gets its own
- * message (no socket there, a stale socket, a regular file, a directory),
- * and every one exits 2.  Real files in a temporary directory; no berthd.
+ * message (no socket there, a stale socket, a regular file, a directory, an
+ * empty path), and every one exits 2.  Real files in a temporary directory;
+ * no berthd.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -163,6 +164,15 @@ static void test_a_directory(void **state)
 	run_free(&r);
 }
 
+/* An empty sun_path would name an abstract socket; never try it. */
+static void test_an_empty_path(void **state)
+{
+	(void)state;
+	struct run r = live_status("");
+	assert_refused(&r, "berthctl: the control socket path is empty");
+	run_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -176,6 +186,7 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_a_directory,
 						fx_setup, fx_teardown),
+		cmocka_unit_test(test_an_empty_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
