@@ -403,7 +403,8 @@ static void adopt_pool(struct daemon *d)
 	arm_pool_timer(d);
 }
 
-int daemon_reload(struct daemon *d, char *err, size_t errlen)
+/* The reload itself; daemon_reload() logs a failure. */
+static int reload(struct daemon *d, char *err, size_t errlen)
 {
 	struct daemon_gen next = { 0 };
 	int rc = build_gen(d, &next, err, errlen);
@@ -463,13 +464,28 @@ int daemon_reload(struct daemon *d, char *err, size_t errlen)
 	return rc;
 }
 
+int daemon_reload(struct daemon *d, char *err, size_t errlen)
+{
+	/*
+	 * Every failed reload goes to berthd's log here, whether SIGHUP or
+	 * `berthctl reload` asked for it: the operator reading the log must
+	 * see it either way, and in the same words.
+	 */
+	char why[1536]; /* the longest reason: two of 512 and the words between */
+	int rc = reload(d, why, sizeof(why));
+	if (rc < 0) {
+		fprintf(stderr, "berthd: " DAEMON_RELOAD_FAILED "%s\n", why);
+		snprintf(err, errlen, "%s", why);
+	}
+	return rc;
+}
+
 static void on_signal(struct loop *loop, int signo, void *arg)
 {
 	struct daemon *d = arg;
 	if (signo == SIGHUP) {
 		char err[512];
-		if (daemon_reload(d, err, sizeof(err)) < 0)
-			fprintf(stderr, "berthd: " DAEMON_RELOAD_FAILED "%s\n", err);
+		daemon_reload(d, err, sizeof(err)); /* it logs a failure */
 		return;
 	}
 	fprintf(stderr, "berthd: %s, shutting down\n", strsignal(signo));

@@ -87,8 +87,9 @@ def test_reload_that_cannot_start_a_service_keeps_the_old_config(
     assert ", 0 reloads" in status.stdout
 
     # SIGHUP logs the same and keeps the old config too.
+    failures = daemon.stderr().count("reload failed")
     daemon.signal(signal.SIGHUP)
-    assert wait_for(lambda: daemon.stderr().count("reload failed") >= 1), \
+    assert wait_for(lambda: daemon.stderr().count("reload failed") > failures), \
         daemon.stderr()
     log = daemon.stderr()
     assert "reload failed" in log and "service dns not started" in log, log
@@ -103,6 +104,42 @@ def test_reload_that_cannot_start_a_service_keeps_the_old_config(
     assert "reloaded" in out.stdout
     assert answers(other) == ["192.0.2.77"]
     assert not port_held(port, "udp")
+
+
+def test_every_failed_reload_is_in_berthds_log(
+        berthd, berthctl, free_port, tmp_path):
+    """`berthctl reload` and SIGHUP fail alike in berthd's log: one line
+    "berthd: reload failed, keeping the running config: REASON", with the
+    reason berthctl prints.  Before, only SIGHUP's failures were logged."""
+    port = free_port("both")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.77 reload.example\n")
+    sock = str(tmp_path / "berth.sock")
+    good = dns_config(f"127.0.0.1:{port}", hosts, sock)
+    daemon = berthd(good, ready=lambda d: berthctl("-s", sock, "status")
+                    .returncode == 0)
+
+    # An error in the new config (found before anything stops), then a
+    # service that cannot start (found after the old ones stopped).
+    bad_configs = (good + "\n[pool]\nsize = many\n",
+                   dns_config("192.0.2.1:15300", hosts, sock))
+    for bad in bad_configs:
+        daemon.config.write_text(bad)
+        out = berthctl("-s", sock, "reload")
+        assert out.returncode == 2, out.stdout
+        prefix = "berthctl: berthd: reload failed, keeping the running config: "
+        assert out.stderr.startswith(prefix), out.stderr
+        logged = "berthd: " + out.stderr.split("berthctl: berthd: ", 1)[1]
+        assert wait_for(lambda: logged in daemon.stderr()), \
+            (logged, daemon.stderr())
+        assert answers(port) == ["192.0.2.77"]
+
+    # SIGHUP with the same config logs the same line once more.
+    before = daemon.stderr().count(logged)
+    daemon.signal(signal.SIGHUP)
+    assert wait_for(lambda: daemon.stderr().count(logged) == before + 1), \
+        daemon.stderr()
+    assert "reloaded" not in daemon.stderr()
 
 
 def test_reload_of_a_pool_using_most_of_its_range(berthd, berthctl, tmp_path):
