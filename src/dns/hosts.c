@@ -25,7 +25,7 @@ struct hosts_rr {
 };
 
 struct dns_hosts {
-	struct hosts_rr *rrs; /* sorted by name, then file order */
+	struct hosts_rr *rrs; /* sorted by name, type, then file order */
 	size_t n, cap;
 	uint32_t ttl;
 };
@@ -182,29 +182,63 @@ static int load_line(struct dns_hosts *h, char *line, const char *path,
 	return 0;
 }
 
-/* By name, then file order. */
-static int rr_cmp(const void *a, const void *b)
+/* By name, then type. */
+static int key_cmp(const struct hosts_rr *x, const struct hosts_rr *y)
 {
-	const struct hosts_rr *x = a, *y = b;
 	int c = strcmp(x->name, y->name);
 	if (c)
 		return c;
+	return x->type < y->type ? -1 : x->type > y->type;
+}
+
+static int seq_cmp(const struct hosts_rr *x, const struct hosts_rr *y)
+{
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* By name, type, then file order: the table's order. */
+static int rr_cmp(const void *a, const void *b)
+{
+	int c = key_cmp(a, b);
+	return c ? c : seq_cmp(a, b);
+}
+
+/* By name, type, address, then file order: duplicates side by side, the
+ * one first in the file first. */
+static int rr_cmp_addr(const void *a, const void *b)
+{
+	const struct hosts_rr *x = a, *y = b;
+	int c = key_cmp(x, y);
+	if (!c)
+		c = memcmp(x->addr, y->addr, sizeof(x->addr));
+	return c ? c : seq_cmp(x, y);
+}
+
 /*
- * An address listed on several lines gets a PTR from each; only the first
- * line's counts (hosts(5): the first name is the canonical one).  The table
- * is sorted, so the later ones sit right after it.
+ * Two records are the same when they share name, type and address; for
+ * PTRs, name and type alone, since an address has one canonical name.
  */
-static void drop_duplicate_ptrs(struct dns_hosts *h)
+static bool same_rr(const struct hosts_rr *x, const struct hosts_rr *y)
+{
+	return key_cmp(x, y) == 0 &&
+	       (x->type == DNS_TYPE_PTR ||
+		!memcmp(x->addr, y->addr, sizeof(x->addr)));
+}
+
+/*
+ * Keep only the first of each record the file gives more than once: an
+ * RRset holds no duplicates (RFC 2181 5), yet a name may be listed twice for
+ * an address, on one line or on several.  An address listed on several lines
+ * gets a PTR from each; only the first line's counts (hosts(5): the first
+ * name is the canonical one).  Leaves the table in its final order.
+ */
+static void drop_duplicates(struct dns_hosts *h)
 {
 	size_t w = 0;
+	qsort(h->rrs, h->n, sizeof(*h->rrs), rr_cmp_addr);
 	for (size_t r = 0; r < h->n; r++) {
 		struct hosts_rr *rr = &h->rrs[r];
-		if (rr->type == DNS_TYPE_PTR && w > 0 &&
-		    h->rrs[w - 1].type == DNS_TYPE_PTR &&
-		    !strcmp(h->rrs[w - 1].name, rr->name)) {
+		if (w > 0 && same_rr(&h->rrs[w - 1], rr)) {
 			free(rr->name);
 			free(rr->target);
 			continue;
@@ -212,6 +246,7 @@ static void drop_duplicate_ptrs(struct dns_hosts *h)
 		h->rrs[w++] = *rr;
 	}
 	h->n = w;
+	qsort(h->rrs, h->n, sizeof(*h->rrs), rr_cmp);
 }
 
 int dns_hosts_load(struct dns_hosts **out, const char *path, uint32_t ttl,
@@ -243,10 +278,8 @@ int dns_hosts_load(struct dns_hosts **out, const char *path, uint32_t ttl,
 		rc = -EIO;
 		goto fail;
 	}
-	if (h->n) {
-		qsort(h->rrs, h->n, sizeof(*h->rrs), rr_cmp);
-		drop_duplicate_ptrs(h);
-	}
+	if (h->n)
+		drop_duplicates(h);
 	free(line);
 	fclose(fp);
 	*out = h;

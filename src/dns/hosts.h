@@ -4,7 +4,8 @@
  * Each line is an IPv4 or IPv6 address followed by one or more host names;
  * '#' starts a comment.  The file gives:
  *  - A / AAAA records for every name on a line (several lines may give the
- *    same name more addresses);
+ *    same name more addresses); a name listed again for the same address
+ *    gives no second record (RFC 2181 5: no duplicates in an RRset);
  *  - one PTR record per address (in-addr.arpa / ip6.arpa), pointing at the
  *    first name of the first line that lists the address.
  * Names compare case-insensitively.  A query for a name the file knows, but

@@ -1,8 +1,8 @@
 /*
  * Unit tests for dns/hosts: loading hosts(5) files (comments, several lines
  * per name, bad lines reported with file:line) and the local answers built
- * from them: A, AAAA, PTR (in-addr.arpa and ip6.arpa), NODATA, and names the
- * table does not know.
+ * from them: A, AAAA, PTR (in-addr.arpa and ip6.arpa), NODATA, names the
+ * table does not know, and duplicates answered once.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +20,7 @@
 
 #define GOOD BERTH_TEST_DATADIR "/dns_hosts_good"
 #define BAD BERTH_TEST_DATADIR "/dns_hosts_bad"
+#define DUP BERTH_TEST_DATADIR "/dns_hosts_dup"
 
 /* A query for name/type/class with id 0x1234, RD set, no OPT. */
 static size_t make_query(uint8_t *buf, size_t size, const char *name,
@@ -71,13 +72,18 @@ static size_t rdata_of(const struct answer *a, size_t nth, uint16_t *rdlen)
 	}
 }
 
-static struct dns_hosts *load_good(void)
+static struct dns_hosts *load(const char *path)
 {
 	struct dns_hosts *h = NULL;
 	char err[256];
-	assert_int_equal(dns_hosts_load(&h, GOOD, 0, NULL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(dns_hosts_load(&h, path, 0, NULL, NULL, err, sizeof(err)), 0);
 	assert_non_null(h);
 	return h;
+}
+
+static struct dns_hosts *load_good(void)
+{
+	return load(GOOD);
 }
 
 static void test_load_good_file(void **state)
@@ -235,6 +241,25 @@ static void test_unknown_name_and_class_go_upstream(void **state)
 	dns_hosts_free(h);
 }
 
+static void test_duplicates_answered_once(void **state)
+{
+	(void)state;
+	struct dns_hosts *h = load(DUP);
+	/* A .1 and .2, one AAAA (two spellings of 2001:db8::1), their PTRs. */
+	assert_int_equal(dns_hosts_count(h), 3 + 3);
+	struct answer a;
+	ask(h, "dup.example", DNS_TYPE_A, &a);
+	assert_int_equal(a.m.hdr.ancount, 2);
+	uint16_t rdlen;
+	/* File order: the first line's address first. */
+	assert_memory_equal(a.buf + rdata_of(&a, 0, &rdlen), "\xc0\x00\x02\x01", 4);
+	assert_memory_equal(a.buf + rdata_of(&a, 1, &rdlen), "\xc0\x00\x02\x02", 4);
+	ask(h, "dup.example", DNS_TYPE_AAAA, &a);
+	assert_int_equal(a.m.hdr.ancount, 1);
+	expect_ptr(h, "1.2.0.192.in-addr.arpa", "dup.example.");
+	dns_hosts_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -246,6 +271,7 @@ int main(void)
 		cmocka_unit_test(test_ptr_v4_and_v6_first_name_wins),
 		cmocka_unit_test(test_nodata_for_known_name),
 		cmocka_unit_test(test_unknown_name_and_class_go_upstream),
+		cmocka_unit_test(test_duplicates_answered_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
