@@ -1,5 +1,10 @@
 /*
  * dns/hosts: a hosts(5) file as a sorted table of A, AAAA and PTR records.
+ *
+ * The table is sorted by name, then type, then file order, so the records a
+ * query asks for sit side by side, and a parallel array holds them ready for
+ * dns_build_local_answer: a lookup passes a slice of it and needs no buffer
+ * of its own, however many records a name has.
  */
 #include "dns/hosts.h"
 
@@ -26,6 +31,7 @@ struct hosts_rr {
 
 struct dns_hosts {
 	struct hosts_rr *rrs; /* sorted by name, type, then file order */
+	struct dns_local_rr *local; /* owned: rrs[i] as the builder takes it */
 	size_t n, cap;
 	uint32_t ttl;
 };
@@ -249,6 +255,26 @@ static void drop_duplicates(struct dns_hosts *h)
 	qsort(h->rrs, h->n, sizeof(*h->rrs), rr_cmp);
 }
 
+/*
+ * The records as the answer builder takes them, in table order, so that a
+ * lookup hands it a slice.  They point into h->rrs, which must not move
+ * afterwards.
+ */
+static int build_local(struct dns_hosts *h)
+{
+	h->local = calloc(h->n, sizeof(*h->local));
+	if (!h->local)
+		return -ENOMEM;
+	for (size_t i = 0; i < h->n; i++)
+		h->local[i] = (struct dns_local_rr){
+			.type = h->rrs[i].type,
+			.ttl = h->ttl,
+			.addr = h->rrs[i].addr,
+			.ptr_name = h->rrs[i].target,
+		};
+	return 0;
+}
+
 int dns_hosts_load(struct dns_hosts **out, const char *path, uint32_t ttl,
 		   dns_hosts_warn_fn *warn, void *arg, char *err,
 		   size_t errlen)
@@ -278,8 +304,12 @@ int dns_hosts_load(struct dns_hosts **out, const char *path, uint32_t ttl,
 		rc = -EIO;
 		goto fail;
 	}
-	if (h->n)
+	if (h->n) {
 		drop_duplicates(h);
+		rc = build_local(h);
+		if (rc < 0)
+			goto fail;
+	}
 	free(line);
 	fclose(fp);
 	*out = h;
@@ -303,6 +333,7 @@ void dns_hosts_free(struct dns_hosts *h)
 		free(h->rrs[i].target);
 	}
 	free(h->rrs);
+	free(h->local);
 	free(h);
 }
 
@@ -311,13 +342,19 @@ size_t dns_hosts_count(const struct dns_hosts *h)
 	return h ? h->n : 0;
 }
 
-/* The first record named name, or h->n when there is none. */
-static size_t lower_bound(const struct dns_hosts *h, const char *name)
+/*
+ * The first record at or after (name, type) in table order, or h->n; a type
+ * above UINT16_MAX finds the end of name's records.
+ */
+static size_t lower_bound(const struct dns_hosts *h, const char *name,
+			  uint32_t type)
 {
 	size_t lo = 0, hi = h->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(h->rrs[mid].name, name) < 0)
+		const struct hosts_rr *rr = &h->rrs[mid];
+		int c = strcmp(rr->name, name);
+		if (c < 0 || (c == 0 && rr->type < type))
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -335,22 +372,25 @@ ssize_t dns_hosts_answer(const struct dns_hosts *h, const struct dns_msg *q,
 	if (dns_name_to_text(q->buf, q->len, q->qname_off, name, sizeof(name)) < 0)
 		return 0;
 	lower_ascii(name);
-	size_t i = lower_bound(h, name);
-	if (i == h->n || strcmp(h->rrs[i].name, name))
+	size_t first = lower_bound(h, name, 0);
+	size_t end = lower_bound(h, name, UINT16_MAX + 1u);
+	if (first == end)
 		return 0;
-	struct dns_local_rr rrs[DNS_HOSTS_MAX_RRS];
-	size_t n = 0;
-	for (; i < h->n && n < DNS_HOSTS_MAX_RRS && !strcmp(h->rrs[i].name, name);
-	     i++) {
-		const struct hosts_rr *rr = &h->rrs[i];
-		if (rr->type != q->qtype)
-			continue;
-		rrs[n++] = (struct dns_local_rr){
-			.type = rr->type,
-			.ttl = h->ttl,
-			.addr = rr->addr,
-			.ptr_name = rr->target,
-		};
-	}
-	return dns_build_local_answer(out, outsize, q, rrs, n, udp_size);
+	first = lower_bound(h, name, q->qtype);
+	end = lower_bound(h, name, q->qtype + 1u);
+	/*
+	 * No DNS message is longer than DNS_MSG_MAX octets, and every record
+	 * takes at least one, so more than UINT16_MAX records (more than
+	 * ANCOUNT counts, which the builder refuses) never fit: with out
+	 * capped at DNS_MSG_MAX, UINT16_MAX of them are enough for the
+	 * builder to answer with TC set, as it does any answer too big for
+	 * out.
+	 */
+	size_t n = end - first;
+	if (n > UINT16_MAX)
+		n = UINT16_MAX;
+	if (outsize > DNS_MSG_MAX)
+		outsize = DNS_MSG_MAX;
+	return dns_build_local_answer(out, outsize, q, h->local + first, n,
+				      udp_size);
 }

@@ -31,9 +31,6 @@
  */
 #define DNS_HOSTS_DEFAULT_TTL 0u
 
-/* At most this many records go into one local answer. */
-#define DNS_HOSTS_MAX_RRS 32u
-
 struct dns_hosts;
 
 /*
@@ -65,12 +62,21 @@ size_t dns_hosts_count(const struct dns_hosts *h);
 /*
  * Answer the parsed, valid query q (borrowed) from the table when it asks,
  * in class IN, for a name the table knows.  The answer is built into out
- * (caller-owned, outsize octets; for UDP pass the client's limit) with
- * dns_build_local_answer, an OPT of udp_size included when q had one and
- * udp_size != 0.
+ * (caller-owned, outsize octets; for UDP pass the client's limit,
+ * dns_udp_limit, for TCP DNS_MSG_MAX) with dns_build_local_answer, an OPT of
+ * udp_size included when q had one and udp_size != 0.  Allocates nothing.
+ *
+ * Every record of the name of the asked type is answered, or none: when
+ * they do not all fit in outsize octets (nor in DNS_MSG_MAX, however large
+ * outsize is), the answer holds the header, the question and the OPT only,
+ * with TC set, so that a UDP client asks again over TCP (RFC 2181 9), much
+ * as the forwarder truncates an upstream's answer too big for its client.
+ * That answer is still returned with its length: a caller that needs to
+ * know reads DNS_FLAG_TC in out.  It is never cut to the records that fit.
  *
  * Returns the answer's length (> 0), 0 when the table does not know the name
- * (the query goes upstream), or a negative errno from the builder.
+ * (the query goes upstream), or a negative errno from the builder (-ENOSPC
+ * when not even the header and question fit in outsize).
  */
 ssize_t dns_hosts_answer(const struct dns_hosts *h, const struct dns_msg *q,
 			 uint8_t *out, size_t outsize, uint16_t udp_size);

@@ -2,7 +2,8 @@
  * Unit tests for dns/hosts: loading hosts(5) files (comments, several lines
  * per name, bad lines reported with file:line) and the local answers built
  * from them: A, AAAA, PTR (in-addr.arpa and ip6.arpa), NODATA, names the
- * table does not know, and duplicates answered once.
+ * table does not know, duplicates answered once, and answers too big for the
+ * caller's buffer (TC set, never a silent cut).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,7 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -21,6 +24,7 @@
 #define GOOD BERTH_TEST_DATADIR "/dns_hosts_good"
 #define BAD BERTH_TEST_DATADIR "/dns_hosts_bad"
 #define DUP BERTH_TEST_DATADIR "/dns_hosts_dup"
+#define MANY BERTH_TEST_DATADIR "/dns_hosts_many"
 
 /* A query for name/type/class with id 0x1234, RD set, no OPT. */
 static size_t make_query(uint8_t *buf, size_t size, const char *name,
@@ -40,19 +44,27 @@ static size_t make_query(uint8_t *buf, size_t size, const char *name,
 struct answer {
 	ssize_t len;
 	struct dns_msg m;
-	uint8_t buf[1024];
+	uint8_t buf[DNS_MSG_MAX];
 };
 
-static void ask(const struct dns_hosts *h, const char *name, uint16_t type,
-		struct answer *a)
+/* Ask h for name/type with an output buffer of size octets. */
+static void ask_in(const struct dns_hosts *h, const char *name, uint16_t type,
+		   size_t size, struct answer *a)
 {
 	uint8_t q[300];
 	struct dns_msg qm;
 	size_t qlen = make_query(q, sizeof(q), name, type, DNS_CLASS_IN);
+	assert_true(size <= sizeof(a->buf));
 	assert_int_equal(dns_parse_query(&qm, q, qlen), DNS_OK);
-	a->len = dns_hosts_answer(h, &qm, a->buf, sizeof(a->buf), 0);
+	a->len = dns_hosts_answer(h, &qm, a->buf, size, 0);
 	if (a->len > 0)
 		assert_int_equal(dns_parse(&a->m, a->buf, (size_t)a->len), DNS_OK);
+}
+
+static void ask(const struct dns_hosts *h, const char *name, uint16_t type,
+		struct answer *a)
+{
+	ask_in(h, name, type, 1024, a);
 }
 
 /* The RDATA offsets of the answer records, found by walking the section. */
@@ -260,6 +272,65 @@ static void test_duplicates_answered_once(void **state)
 	dns_hosts_free(h);
 }
 
+static void test_every_record_answered(void **state)
+{
+	(void)state;
+	struct dns_hosts *h = load(MANY);
+	struct answer a;
+	/* 12 + 18 + 40 * 16 = 670 octets fit in 1024. */
+	ask(h, "many.example", DNS_TYPE_A, &a);
+	assert_false(a.m.hdr.flags & DNS_FLAG_TC);
+	assert_int_equal(a.m.hdr.ancount, 40);
+	uint16_t rdlen;
+	assert_memory_equal(a.buf + rdata_of(&a, 39, &rdlen), "\x0a\x01\x00\x28", 4);
+	ask_in(h, "many.example", DNS_TYPE_A, DNS_MSG_MAX, &a);
+	assert_int_equal(a.m.hdr.ancount, 40);
+	dns_hosts_free(h);
+}
+
+static void test_too_big_for_buffer_sets_tc(void **state)
+{
+	(void)state;
+	struct dns_hosts *h = load(MANY);
+	struct answer a;
+	/* 670 octets do not fit a plain UDP client's 512: none of the records,
+	 * TC set, so the client asks again over TCP. */
+	ask_in(h, "many.example", DNS_TYPE_A, 512, &a);
+	assert_true(a.len > 0);
+	assert_true(a.m.hdr.flags & DNS_FLAG_TC);
+	assert_int_equal(a.m.hdr.ancount, 0);
+	assert_int_equal(a.len, (ssize_t)a.m.question_end);
+	/* Not even the header and question. */
+	ask_in(h, "many.example", DNS_TYPE_A, DNS_HEADER_LEN, &a);
+	assert_int_equal(a.len, -ENOSPC);
+	dns_hosts_free(h);
+}
+
+static void test_more_records_than_a_message_holds_sets_tc(void **state)
+{
+	(void)state;
+	/* 70,000 addresses for one name: more records than ANCOUNT counts,
+	 * and far more than a DNS message (65,535 octets, 16 or more a
+	 * record) holds.  Written here: 1.3 MB is no file to keep. */
+	char path[] = "/tmp/test_dns_hosts.XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	FILE *fp = fdopen(fd, "w");
+	assert_non_null(fp);
+	for (unsigned i = 0; i < 70000; i++)
+		fprintf(fp, "10.%u.%u.%u huge.example\n", i >> 16, (i >> 8) & 255,
+			i & 255);
+	assert_int_equal(fclose(fp), 0);
+	struct dns_hosts *h = load(path);
+	unlink(path);
+	struct answer a;
+	ask_in(h, "huge.example", DNS_TYPE_A, DNS_MSG_MAX, &a);
+	assert_true(a.len > 0);
+	assert_true(a.m.hdr.flags & DNS_FLAG_TC);
+	assert_int_equal(a.m.hdr.ancount, 0);
+	dns_hosts_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -272,6 +343,9 @@ int main(void)
 		cmocka_unit_test(test_nodata_for_known_name),
 		cmocka_unit_test(test_unknown_name_and_class_go_upstream),
 		cmocka_unit_test(test_duplicates_answered_once),
+		cmocka_unit_test(test_every_record_answered),
+		cmocka_unit_test(test_too_big_for_buffer_sets_tc),
+		cmocka_unit_test(test_more_records_than_a_message_holds_sets_tc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
