@@ -2,9 +2,10 @@
  * dns/hosts: a hosts(5) file as a sorted table of A, AAAA and PTR records.
  *
  * The table is sorted by name, then type, then file order, so the records a
- * query asks for sit side by side, and a parallel array holds them ready for
- * dns_build_local_answer: a lookup passes a slice of it and needs no buffer
- * of its own, however many records a name has.
+ * query asks for (one type, or every type for ANY) sit side by side, and a
+ * parallel array holds them ready for dns_build_local_answer: a lookup
+ * passes a slice of it and needs no buffer of its own, however many records
+ * a name has.
  */
 #include "dns/hosts.h"
 
@@ -20,6 +21,7 @@
 /* "x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.ip6.arpa." */
 #define REVERSE_NAME_MAX 80u
 #define TEXT_NAME_MAX 1024u /* dns_name_to_text of a 255-octet name, escaped */
+#define QTYPE_ANY 255u      /* RFC 1035 3.2.3: a request for all records */
 
 struct hosts_rr {
 	char *name;      /* owned: lower case, trailing dot */
@@ -376,8 +378,12 @@ ssize_t dns_hosts_answer(const struct dns_hosts *h, const struct dns_msg *q,
 	size_t end = lower_bound(h, name, UINT16_MAX + 1u);
 	if (first == end)
 		return 0;
-	first = lower_bound(h, name, q->qtype);
-	end = lower_bound(h, name, q->qtype + 1u);
+	/* ANY gets every record of the name (RFC 8482 would allow fewer, but
+	 * never none: an empty answer says the name has no records). */
+	if (q->qtype != QTYPE_ANY) {
+		first = lower_bound(h, name, q->qtype);
+		end = lower_bound(h, name, q->qtype + 1u);
+	}
 	/*
 	 * No DNS message is longer than DNS_MSG_MAX octets, and every record
 	 * takes at least one, so more than UINT16_MAX records (more than

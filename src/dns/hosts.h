@@ -10,7 +10,9 @@
  *    first name of the first line that lists the address.
  * Names compare case-insensitively.  A query for a name the file knows, but
  * for a type it has nothing of, gets NODATA (NOERROR, no answer) rather than
- * going upstream: the file is authoritative for its names.
+ * going upstream: the file is authoritative for its names.  ANY (type 255)
+ * gets every record of the name: its A and AAAA, or for a reverse name its
+ * PTR.
  *
  * The table is immutable after loading, so lookups on the hot path only
  * search a sorted array and build into the caller's buffer.
@@ -66,13 +68,14 @@ size_t dns_hosts_count(const struct dns_hosts *h);
  * dns_udp_limit, for TCP DNS_MSG_MAX) with dns_build_local_answer, an OPT of
  * udp_size included when q had one and udp_size != 0.  Allocates nothing.
  *
- * Every record of the name of the asked type is answered, or none: when
- * they do not all fit in outsize octets (nor in DNS_MSG_MAX, however large
- * outsize is), the answer holds the header, the question and the OPT only,
- * with TC set, so that a UDP client asks again over TCP (RFC 2181 9), much
- * as the forwarder truncates an upstream's answer too big for its client.
- * That answer is still returned with its length: a caller that needs to
- * know reads DNS_FLAG_TC in out.  It is never cut to the records that fit.
+ * Every record of the name of the asked type (of every type for ANY) is
+ * answered, or none: when they do not all fit in outsize octets (nor in
+ * DNS_MSG_MAX, however large outsize is), the answer holds the header, the
+ * question and the OPT only, with TC set, so that a UDP client asks again
+ * over TCP (RFC 2181 9), much as the forwarder truncates an upstream's
+ * answer too big for its client.  That answer is still returned with its
+ * length: a caller that needs to know reads DNS_FLAG_TC in out.  It is
+ * never cut to the records that fit.
  *
  * Returns the answer's length (> 0), 0 when the table does not know the name
  * (the query goes upstream), or a negative errno from the builder (-ENOSPC

@@ -1,7 +1,7 @@
 /*
  * Unit tests for dns/hosts: loading hosts(5) files (comments, several lines
  * per name, bad lines reported with file:line) and the local answers built
- * from them: A, AAAA, PTR (in-addr.arpa and ip6.arpa), NODATA, names the
+ * from them: A, AAAA, PTR (in-addr.arpa and ip6.arpa), ANY, NODATA, names the
  * table does not know, duplicates answered once, and answers too big for the
  * caller's buffer (TC set, never a silent cut).
  */
@@ -25,6 +25,8 @@
 #define BAD BERTH_TEST_DATADIR "/dns_hosts_bad"
 #define DUP BERTH_TEST_DATADIR "/dns_hosts_dup"
 #define MANY BERTH_TEST_DATADIR "/dns_hosts_many"
+
+#define TYPE_ANY 255u
 
 /* A query for name/type/class with id 0x1234, RD set, no OPT. */
 static size_t make_query(uint8_t *buf, size_t size, const char *name,
@@ -82,6 +84,14 @@ static size_t rdata_of(const struct answer *a, size_t nth, uint16_t *rdlen)
 			return pos;
 		pos += *rdlen;
 	}
+}
+
+/* The type of the nth answer record (its RDATA offset less 10). */
+static uint16_t type_of(const struct answer *a, size_t nth)
+{
+	uint16_t rdlen;
+	size_t off = rdata_of(a, nth, &rdlen) - 10;
+	return (uint16_t)(a->buf[off] << 8 | a->buf[off + 1]);
 }
 
 static struct dns_hosts *load(const char *path)
@@ -331,6 +341,27 @@ static void test_more_records_than_a_message_holds_sets_tc(void **state)
 	dns_hosts_free(h);
 }
 
+static void test_any_answers_every_record(void **state)
+{
+	(void)state;
+	struct dns_hosts *h = load_good();
+	struct answer a;
+	ask(h, "www.example.test", TYPE_ANY, &a);
+	assert_int_equal(dns_flags_rcode(a.m.hdr.flags), DNS_RCODE_NOERROR);
+	assert_int_equal(a.m.hdr.ancount, 3);
+	assert_int_equal(type_of(&a, 0), DNS_TYPE_A);
+	assert_int_equal(type_of(&a, 1), DNS_TYPE_A);
+	assert_int_equal(type_of(&a, 2), DNS_TYPE_AAAA);
+	ask(h, "localhost", TYPE_ANY, &a);
+	assert_int_equal(a.m.hdr.ancount, 2);
+	ask(h, "10.2.0.192.in-addr.arpa", TYPE_ANY, &a);
+	assert_int_equal(a.m.hdr.ancount, 1);
+	assert_int_equal(type_of(&a, 0), DNS_TYPE_PTR);
+	ask(h, "nowhere.test", TYPE_ANY, &a);
+	assert_int_equal(a.len, 0);
+	dns_hosts_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +377,7 @@ int main(void)
 		cmocka_unit_test(test_every_record_answered),
 		cmocka_unit_test(test_too_big_for_buffer_sets_tc),
 		cmocka_unit_test(test_more_records_than_a_message_holds_sets_tc),
+		cmocka_unit_test(test_any_answers_every_record),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
