@@ -105,6 +105,34 @@ static void warn_line(dns_hosts_warn_fn *warn, void *arg, const char *path,
 	warn(arg, msg);
 }
 
+/*
+ * True when every octet of s is printable ASCII other than the space: the
+ * only octets that a query's name, in the text form lookups compare, shows
+ * as themselves (dns_name_to_text writes the others as \DDD).
+ */
+static bool printable_ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+			return false;
+	return true;
+}
+
+/* s in out, each octet outside printable ASCII as \DDD, cut to fit. */
+static void escape_text(const char *s, char *out, size_t outsize)
+{
+	size_t pos = 0;
+	for (; *s && outsize - pos > 4; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c > 0x20 && c < 0x7f)
+			out[pos++] = (char)c;
+		else
+			pos += (size_t)snprintf(out + pos, outsize - pos,
+						"\\%03u", c);
+	}
+	out[pos] = '\0';
+}
+
 /* Split at blanks in place: up to max fields.  Returns the count. */
 static size_t split_fields(char *line, char **fields, size_t max)
 {
@@ -159,6 +187,17 @@ static int load_line(struct dns_hosts *h, char *line, const char *path,
 		    !strcmp(f[i], ".")) {
 			warn_line(warn, arg, path, lineno, f[i],
 				  "is not a valid host name");
+			continue;
+		}
+		if (!printable_ascii(f[i])) {
+			/* Shown escaped: raw octets could be anything on the
+			 * terminal or in the log. */
+			char shown[256];
+			escape_text(f[i], shown, sizeof(shown));
+			warn_line(warn, arg, path, lineno, shown,
+				  "is not printable ASCII, so no query can match "
+				  "it (write an internationalised name in its "
+				  "xn-- form)");
 			continue;
 		}
 		struct hosts_rr rr = {

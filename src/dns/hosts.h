@@ -44,8 +44,11 @@ typedef void dns_hosts_warn_fn(void *arg, const char *msg);
 /*
  * Load the hosts file at path (borrowed).  A line with a bad address or a bad
  * name is skipped and reported through warn (may be NULL) as "FILE:LINE:
- * 'text' is not an IPv4 or IPv6 address" or "... is not a valid host name";
- * the rest of the file still loads.  ttl is the TTL of every record.
+ * 'text' is not an IPv4 or IPv6 address", "... is not a valid host name" or
+ * "... is not printable ASCII, so no query can match it (write an
+ * internationalised name in its xn-- form)" (the octets outside printable
+ * ASCII shown as \DDD); the rest of the file still loads.  ttl is the TTL
+ * of every record.
  *
  * Returns 0 and stores a table owned by the caller (dns_hosts_free) in *out,
  * or -errno (-ENOENT, -EACCES, ... when the file cannot be read, -ENOMEM)

@@ -119,6 +119,9 @@ static void test_load_good_file(void **state)
 	dns_hosts_free(h);
 }
 
+static void expect_ptr(const struct dns_hosts *h, const char *rname,
+		       const char *target);
+
 struct warnings {
 	char msg[8][256];
 	int n;
@@ -139,16 +142,25 @@ static void test_bad_lines_reported_with_file_line(void **state)
 	struct warnings w = { .n = 0 };
 	char err[256];
 	assert_int_equal(dns_hosts_load(&h, BAD, 0, collect, &w, err, sizeof(err)), 0);
-	assert_int_equal(w.n, 4);
+	assert_int_equal(w.n, 5);
 	assert_string_equal(w.msg[0], BAD ":3: '192.0.2.300' is not an IPv4 or IPv6 address");
 	assert_string_equal(w.msg[1], BAD ":4: '192.0.2.2' has no host name");
 	assert_string_equal(w.msg[2], BAD ":5: 'not-an-address' is not an IPv4 or IPv6 address");
 	assert_string_equal(w.msg[3], BAD ":6: 'bad\\name.test' is not a valid host name");
-	/* good.test A + PTR, fine.test A + PTR: the rest of the file loaded. */
-	assert_int_equal(dns_hosts_count(h), 4);
+	/* The UTF-8 of "é" shows as DNS escapes, never as raw octets. */
+	assert_string_equal(w.msg[4], BAD ":7: 'caf\\195\\169.example' is not printable "
+			    "ASCII, so no query can match it (write an "
+			    "internationalised name in its xn-- form)");
+	/* good.test, fine.test and cafe.example, each A + PTR: the rest of the
+	 * file loaded. */
+	assert_int_equal(dns_hosts_count(h), 6);
 	struct answer a;
 	ask(h, "fine.test", DNS_TYPE_A, &a);
 	assert_int_equal(a.m.hdr.ancount, 1);
+	/* The skipped name is not the address's canonical name. */
+	expect_ptr(h, "4.2.0.192.in-addr.arpa", "cafe.example.");
+	ask(h, "caf\xc3\xa9.example", DNS_TYPE_A, &a);
+	assert_int_equal(a.len, 0);
 	dns_hosts_free(h);
 }
 
