@@ -356,6 +356,13 @@ static int add_config_reserved(struct builder *b)
 		key_error(b, "reserved", s->line, "%s", why);
 		return -EINVAL;
 	}
+	/* Port 0 is no port a service could hold (bind takes it as "any"),
+	 * and the kernel's reserved list has no use for it. */
+	if (portset_has(&one, 0)) {
+		key_error(b, "reserved", s->line,
+			  "port 0 cannot be reserved (ports are 1-65535)");
+		return -EINVAL;
+	}
 	/* The list is valid, so every element is "N" or "A-B" with both ends
 	 * in 0..65535 and A <= B: read the ranges back as written. */
 	for (const char *p = s->value + strspn(s->value, seps); *p;

@@ -317,6 +317,11 @@ static void test_reserved_as_written(void **state)
 	expect_error(&spec, "berth.conf:7: [ports] reserved: ", "garbage '12x'");
 	spec.reserved.value = "70000";
 	expect_error(&spec, "berth.conf:7: [ports] reserved: ", "out of range");
+	spec.reserved.value = "4500, 0";
+	expect_error(&spec, "berth.conf:7: [ports] reserved: ",
+		     "port 0 cannot be reserved (ports are 1-65535)");
+	spec.reserved.value = "0-1023";
+	expect_error(&spec, "berth.conf:7: [ports] reserved: ", "port 0 cannot");
 }
 
 static void test_allowed_is_dynamic_minus_reserved(void **state)
