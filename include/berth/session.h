@@ -48,6 +48,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "berth/guard.h"
@@ -125,6 +126,54 @@ struct sess;          /* one TCP session, owned by its listener */
 struct sess_listener; /* a TCP or UDP listener, owned by its creator */
 
 /*
+ * The address a datagram was sent to, on a UDP socket bound to a wildcard
+ * address (0.0.0.0 or ::), where it is one of several: a reply must leave
+ * from it, since clients drop answers from any other (RFC 2181 4.1 for
+ * DNS; MIT Kerberos clients connect their UDP sockets).  set is false on a
+ * socket bound to one address, whose replies leave from it anyway.
+ */
+struct sess_local {
+	bool set;
+	union {
+		struct in_pktinfo in;   /* ipi_addr: where it was sent */
+		struct in6_pktinfo in6; /* ipi6_addr, ipi6_ifindex */
+	} u;
+};
+
+/* A UDP peer: its address, and the local one its datagram was sent to. */
+struct sess_udp_peer {
+	struct sockaddr_storage addr;
+	socklen_t len;
+	struct sess_local local;
+};
+
+/* Room for the control message of one sess_local. */
+union sess_cmsg {
+	struct cmsghdr h;
+	uint8_t buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+};
+
+/*
+ * On the UDP socket fd, bound to addr: when addr is a wildcard address,
+ * ask the kernel for each datagram's destination (IP_PKTINFO,
+ * IPV6_RECVPKTINFO).  Returns 1 when it did, 0 for a socket bound to one
+ * address, or -errno.
+ */
+int sess_local_enable(int fd, const struct sockaddr *addr);
+
+/* The destination of a datagram received with msghdr h on a socket of
+ * family, into *out (out->set false when h carries none). */
+void sess_local_take(const struct msghdr *h, int family, struct sess_local *out);
+
+/*
+ * Point h's control at ctl, holding the message that sends from local
+ * (nothing when local->set is false; the interface is left to routing, as
+ * for any reply).
+ */
+void sess_local_put(const struct sess_local *local, int family,
+		    union sess_cmsg *ctl, struct msghdr *h);
+
+/*
  * A service: how a listener frames input and whom it hands requests to.
  * The listener copies the struct; name and arg stay the caller's and must
  * outlive the listener.
@@ -142,10 +191,11 @@ struct sess_service {
 			   void *arg);
 	/* The session is closing for why; s is invalid after this returns. */
 	void (*on_close)(struct sess *s, enum sess_close_reason why, void *arg);
-	/* A datagram from from (valid only during the call); UDP only. */
-	void (*on_datagram)(struct sess_listener *l, const struct sockaddr *from,
-			    socklen_t fromlen, const uint8_t *msg, size_t len,
-			    void *arg);
+	/* A datagram from peer (valid only during the call: copy it to reply
+	 * later); UDP only. */
+	void (*on_datagram)(struct sess_listener *l,
+			    const struct sess_udp_peer *peer, const uint8_t *msg,
+			    size_t len, void *arg);
 	/* One log line (no newline); NULL: written to stderr. */
 	void (*log)(const char *line, void *arg);
 	void *arg;             /* passed to every callback */
@@ -293,12 +343,13 @@ struct sess *sess_next(const struct sess *s);
 void sess_get_info(const struct sess *s, struct sess_info *out);
 
 /*
- * Send one datagram (data, len bytes) from UDP listener l to to (tolen bytes,
- * caller-owned).  Nonblocking.  Returns 0 or -errno (-EAGAIN when the socket
- * buffer is full: the reply is dropped, as UDP allows).
+ * Send one datagram (data, len bytes) from UDP listener l to peer (as
+ * on_datagram gave it, or a copy), from the address its datagram was sent
+ * to.  Nonblocking.  Returns 0 or -errno (-EAGAIN when the socket buffer is
+ * full: the reply is dropped, as UDP allows).
  */
-int sess_udp_send(struct sess_listener *l, const struct sockaddr *to,
-		  socklen_t tolen, const uint8_t *data, size_t len);
+int sess_udp_send(struct sess_listener *l, const struct sess_udp_peer *peer,
+		  const uint8_t *data, size_t len);
 
 /* Static names: "idle_timeout", "in-flight", ... */
 const char *sess_close_reason_name(enum sess_close_reason why);

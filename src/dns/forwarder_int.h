@@ -40,19 +40,14 @@ union fwd_sockaddr {
 
 /*
  * A UDP client: where its answers go, and from where.  A listener bound to
- * a wildcard address learns each query's destination address (IP_PKTINFO,
- * IPV6_PKTINFO) and answers from it, as the client expects (RFC 2181 4.1);
- * has_local is false on a listener bound to one address.
+ * a wildcard address learns each query's destination address and answers
+ * from it, as the client expects (RFC 2181 4.1); see struct sess_local.
  */
 struct fwd_client {
 	union fwd_sockaddr addr;
 	socklen_t len;
 	uint8_t listen_idx;
-	bool has_local;
-	union {
-		struct in_pktinfo in;
-		struct in6_pktinfo in6;
-	} local;
+	struct sess_local local;
 };
 
 /*
@@ -123,12 +118,6 @@ struct fwd_listen {
 	bool wildcard;              /* bound to 0.0.0.0 or ::: PKTINFO on */
 };
 
-/* Room for one IP_PKTINFO or IPV6_PKTINFO control message. */
-union fwd_cmsg {
-	struct cmsghdr h;
-	uint8_t buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
-};
-
 /*
  * UDP answers queued for the end of the loop iteration, sent with one
  * sendmmsg per run of answers from the same listener.
@@ -137,7 +126,7 @@ struct fwd_txq {
 	unsigned n;
 	uint8_t idx[FWD_TX_BATCH];          /* listener of each answer */
 	union fwd_sockaddr to[FWD_TX_BATCH];
-	union fwd_cmsg ctl[FWD_TX_BATCH];   /* source address, when chosen */
+	union sess_cmsg ctl[FWD_TX_BATCH];  /* source address, when chosen */
 	struct iovec iov[FWD_TX_BATCH];
 	struct mmsghdr mm[FWD_TX_BATCH];
 	uint8_t buf[FWD_TX_BATCH][FWD_TX_BUF];

@@ -52,39 +52,14 @@ void fwd_udp_flush(struct dns_fwd *f)
 	t->n = 0;
 }
 
-/*
- * Fill h to send to c: its address, and the source address its query was
- * sent to when its listener is a wildcard one (ctl holds the control
- * message; the interface is left to routing, as for any reply).
- */
+/* Fill h to send to c, from the address its query was sent to. */
 static void client_msghdr(const struct fwd_client *c, union fwd_sockaddr *to,
-			  union fwd_cmsg *ctl, struct msghdr *h)
+			  union sess_cmsg *ctl, struct msghdr *h)
 {
 	*to = c->addr;
 	h->msg_name = to;
 	h->msg_namelen = c->len;
-	h->msg_control = NULL;
-	h->msg_controllen = 0;
-	if (!c->has_local)
-		return;
-	memset(ctl, 0, sizeof(*ctl));
-	struct cmsghdr *cm = &ctl->h;
-	if (c->addr.sa.sa_family == AF_INET) {
-		struct in_pktinfo pi = { .ipi_spec_dst = c->local.in.ipi_addr };
-		cm->cmsg_level = IPPROTO_IP;
-		cm->cmsg_type = IP_PKTINFO;
-		cm->cmsg_len = CMSG_LEN(sizeof(pi));
-		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
-		h->msg_controllen = CMSG_SPACE(sizeof(pi));
-	} else {
-		struct in6_pktinfo pi = c->local.in6;
-		cm->cmsg_level = IPPROTO_IPV6;
-		cm->cmsg_type = IPV6_PKTINFO;
-		cm->cmsg_len = CMSG_LEN(sizeof(pi));
-		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
-		h->msg_controllen = CMSG_SPACE(sizeof(pi));
-	}
-	h->msg_control = ctl;
+	sess_local_put(&c->local, c->addr.sa.sa_family, ctl, h);
 }
 
 void fwd_udp_send(struct dns_fwd *f, const struct fwd_client *c,
@@ -97,7 +72,7 @@ void fwd_udp_send(struct dns_fwd *f, const struct fwd_client *c,
 	}
 	if (len > FWD_TX_BUF) {
 		union fwd_sockaddr to;
-		union fwd_cmsg ctl;
+		union sess_cmsg ctl;
 		struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
 		struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1 };
 		client_msghdr(c, &to, &ctl, &h);
@@ -202,24 +177,6 @@ void dns_fwd_udp_query(struct dns_fwd *f, int idx, const struct sockaddr *from,
 	udp_query(f, &c, msg, len, false);
 }
 
-/* The destination address of a datagram, from its IP_PKTINFO or
- * IPV6_PKTINFO control message, into c (has_local stays false without). */
-static void take_local(const struct msghdr *h, struct fwd_client *c)
-{
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR((struct msghdr *)h, cm)) {
-		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO &&
-		    c->addr.sa.sa_family == AF_INET) {
-			memcpy(&c->local.in, CMSG_DATA(cm), sizeof(c->local.in));
-			c->has_local = true;
-		} else if (cm->cmsg_level == IPPROTO_IPV6 &&
-			   cm->cmsg_type == IPV6_PKTINFO &&
-			   c->addr.sa.sa_family == AF_INET6) {
-			memcpy(&c->local.in6, CMSG_DATA(cm), sizeof(c->local.in6));
-			c->has_local = true;
-		}
-	}
-}
-
 /*
  * Read the datagrams waiting on a listen socket, a batch at a time, at most
  * FWD_RX_ROUNDS batches: under a flood the rest waits for the next
@@ -236,7 +193,7 @@ static void on_listen_readable(struct loop *l, struct loop_watch *w,
 	struct mmsghdr mm[FWD_RX_BATCH];
 	struct iovec iov[FWD_RX_BATCH];
 	union fwd_sockaddr from[FWD_RX_BATCH];
-	union fwd_cmsg ctl[FWD_RX_BATCH];
+	union sess_cmsg ctl[FWD_RX_BATCH];
 
 	for (unsigned round = 0; round < FWD_RX_ROUNDS; round++) {
 		for (unsigned i = 0; i < FWD_RX_BATCH; i++) {
@@ -264,7 +221,7 @@ static void on_listen_readable(struct loop *l, struct loop_watch *w,
 			};
 			memcpy(&c.addr, &from[i], c.len);
 			if (ls->wildcard)
-				take_local(h, &c);
+				sess_local_take(h, c.addr.sa.sa_family, &c.local);
 			udp_query(f, &c, f->rx[i], mm[i].msg_len,
 				  (h->msg_flags & MSG_TRUNC) != 0);
 		}
@@ -301,24 +258,12 @@ int dns_fwd_listen_udp(struct dns_fwd *f, const struct sockaddr *addr,
 		goto fail;
 	}
 	int one = 1;
-	bool wildcard;
-	if (addr->sa_family == AF_INET6) {
+	if (addr->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		wildcard = IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)addr)->sin6_addr);
-		if (wildcard && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
-					   sizeof(one)) < 0) {
-			rc = -errno;
-			goto fail;
-		}
-	} else {
-		wildcard = ((const struct sockaddr_in *)addr)->sin_addr.s_addr ==
-			   htonl(INADDR_ANY);
-		if (wildcard && setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one,
-					   sizeof(one)) < 0) {
-			rc = -errno;
-			goto fail;
-		}
-	}
+	rc = sess_local_enable(fd, addr);
+	if (rc < 0)
+		goto fail;
+	bool wildcard = rc == 1;
 	if (bind(fd, addr, addrlen) < 0) {
 		rc = -errno;
 		goto fail;

@@ -138,8 +138,7 @@ void krb_answer(struct krb_query *q, const uint8_t *body, size_t len,
 			free(buf);
 		}
 	} else {
-		sess_udp_send(q->ul, (const struct sockaddr *)&q->peer, q->peerlen,
-			      body, len);
+		sess_udp_send(q->ul, &q->peer, body, len);
 	}
 }
 
@@ -241,11 +240,11 @@ static bool is_kdc_request(const uint8_t *msg, size_t len)
 }
 
 void fe_krb_udp_request(struct fe_krb *k, struct sess_listener *l,
-			const struct sockaddr *from, socklen_t fromlen,
-			const uint8_t *msg, size_t len)
+			const struct sess_udp_peer *peer, const uint8_t *msg,
+			size_t len)
 {
 	k->st.requests_udp++;
-	if (!is_kdc_request(msg, len) || fromlen > sizeof(struct sockaddr_storage)) {
+	if (!is_kdc_request(msg, len)) {
 		k->st.malformed++;
 		return;
 	}
@@ -255,8 +254,7 @@ void fe_krb_udp_request(struct fe_krb *k, struct sess_listener *l,
 		return;
 	}
 	q->ul = l;
-	memcpy(&q->peer, from, fromlen);
-	q->peerlen = fromlen;
+	q->peer = *peer;
 	q->started = true;
 	try_upstream(q);
 }
@@ -320,10 +318,10 @@ static void cb_close(struct sess *s, enum sess_close_reason why, void *arg)
 	fe_krb_sess_closed(arg, s);
 }
 
-static void cb_datagram(struct sess_listener *l, const struct sockaddr *from,
-			socklen_t fromlen, const uint8_t *msg, size_t len, void *arg)
+static void cb_datagram(struct sess_listener *l, const struct sess_udp_peer *peer,
+			const uint8_t *msg, size_t len, void *arg)
 {
-	fe_krb_udp_request(arg, l, from, fromlen, msg, len);
+	fe_krb_udp_request(arg, l, peer, msg, len);
 }
 
 void fe_krb_service(struct fe_krb *k, const char *name, struct sess_service *out)

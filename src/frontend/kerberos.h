@@ -144,12 +144,12 @@ void fe_krb_free(struct fe_krb *k);
 void fe_krb_service(struct fe_krb *k, const char *name, struct sess_service *out);
 
 /*
- * A request datagram (msg, len bytes, borrowed for the call) from client
- * from on UDP listener l (borrowed; must outlive the query or k).
+ * A request datagram (msg, len bytes, borrowed for the call) from peer
+ * (copied) on UDP listener l (borrowed; must outlive the query or k).
  */
 void fe_krb_udp_request(struct fe_krb *k, struct sess_listener *l,
-			const struct sockaddr *from, socklen_t fromlen,
-			const uint8_t *msg, size_t len);
+			const struct sess_udp_peer *peer, const uint8_t *msg,
+			size_t len);
 
 /* A complete framed request (4-byte prefix included) on TCP session s. */
 void fe_krb_tcp_request(struct fe_krb *k, struct sess *s, const uint8_t *msg,

@@ -35,8 +35,7 @@ struct krb_query {
 	/* The client: a TCP session, or a UDP listener and peer. */
 	struct sess *sess;
 	struct sess_listener *ul;
-	struct sockaddr_storage peer;
-	socklen_t peerlen;
+	struct sess_udp_peer peer;
 	/* The request: a 4-byte length prefix, then the body (reqlen bytes). */
 	uint8_t *req;
 	size_t reqlen, reqcap;

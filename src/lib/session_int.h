@@ -73,6 +73,9 @@ struct sess_listener {
 	struct mmsghdr *umsg;
 	struct iovec *uiov;
 	struct sockaddr_storage *ufrom;
+	union sess_cmsg *uctl;     /* destinations, on a wildcard socket */
+	bool ulocal;               /* bound to a wildcard: PKTINFO is on */
+	int ufamily;
 };
 
 #define sess_of(ptr, member) wheel_container_of(ptr, struct sess, member)

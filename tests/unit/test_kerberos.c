@@ -418,10 +418,18 @@ static void rig_down(struct rig *r)
 	loop_fake_free(r->fake);
 }
 
+/* Client c as the listener would hand it over. */
+static struct sess_udp_peer peer_of(const struct rig *r, int c)
+{
+	struct sess_udp_peer p = { .len = sizeof(r->caddr[c]) };
+	memcpy(&p.addr, &r->caddr[c], sizeof(r->caddr[c]));
+	return p;
+}
+
 static void client_asks(struct rig *r, int c)
 {
-	fe_krb_udp_request(r->krb, r->ul, (struct sockaddr *)&r->caddr[c],
-			   sizeof(r->caddr[c]), r->req, r->reqlen);
+	struct sess_udp_peer p = peer_of(r, c);
+	fe_krb_udp_request(r->krb, r->ul, &p, r->req, r->reqlen);
 }
 
 /* The upstream u answers msg to the pool socket; the daemon's part is played
@@ -555,8 +563,8 @@ static void test_failover_timing_and_error(void **state)
 	assert_int_equal(st.outstanding, 0);
 
 	/* Requests that are no KDC request are never relayed. */
-	fe_krb_udp_request(r.krb, r.ul, (struct sockaddr *)&r.caddr[0],
-			   sizeof(r.caddr[0]), rep, sizeof(rep));
+	struct sess_udp_peer p0 = peer_of(&r, 0);
+	fe_krb_udp_request(r.krb, r.ul, &p0, rep, sizeof(rep));
 	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), -1);
 	fe_krb_get_stats(r.krb, &st);
 	assert_int_equal(st.malformed, 1);
@@ -580,8 +588,8 @@ static void test_error_reply_without_req_body(void **state)
 					    0x02, 0x01, 0x05 };
 	struct fe_krb_req_names names;
 	assert_false(fe_krb_req_names(bodyless, sizeof(bodyless), &names));
-	fe_krb_udp_request(r.krb, r.ul, (struct sockaddr *)&r.caddr[0],
-			   sizeof(r.caddr[0]), bodyless, sizeof(bodyless));
+	struct sess_udp_peer p0 = peer_of(&r, 0);
+	fe_krb_udp_request(r.krb, r.ul, &p0, bodyless, sizeof(bodyless));
 	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), sizeof(bodyless));
 	run_at(&r, START_MS + TIMEOUT_MS);
 	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), sizeof(bodyless));

@@ -63,13 +63,12 @@ static void test_guard_tcp(void **state)
 /* The UDP test service: echo every datagram back to its source. */
 static unsigned udp_seen;
 
-static void udp_echo(struct sess_listener *l, const struct sockaddr *from,
-		     socklen_t fromlen, const uint8_t *msg, size_t len,
-		     void *arg)
+static void udp_echo(struct sess_listener *l, const struct sess_udp_peer *peer,
+		     const uint8_t *msg, size_t len, void *arg)
 {
 	(void)arg;
 	udp_seen++;
-	assert_int_equal(sess_udp_send(l, from, fromlen, msg, len), 0);
+	assert_int_equal(sess_udp_send(l, peer, msg, len), 0);
 }
 
 static int udp_client(uint16_t src_port)
@@ -149,6 +148,55 @@ static void test_udp_guard_batches_and_size(void **state)
 	close(good);
 	fx_free(fx);
 	guard_free(g);
+}
+
+/*
+ * A UDP listener on a wildcard address replies from the address each
+ * datagram was sent to: a client that connected its socket
+ * to 127.0.0.9 (as MIT Kerberos clients do) takes no reply from 127.0.0.1.
+ */
+static void test_udp_wildcard_replies_from_destination(void **state)
+{
+	(void)state;
+	struct fx *fx = fx_new();
+	struct sess_service svc = {
+		.name = "kdc", .max_msg = 512, .on_datagram = udp_echo, .arg = fx,
+	};
+	struct sockaddr_in any = { .sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_ANY) };
+	char err[128] = "";
+	fx->lst = sess_listen_udp(fx->loop, (struct sockaddr *)&any, sizeof(any),
+				  &svc, NULL, NULL, err, sizeof(err));
+	if (!fx->lst)
+		fail_msg("listen udp: %s", err);
+	struct sockaddr_in bound;
+	socklen_t blen = sizeof(bound);
+	assert_int_equal(getsockname(sess_listener_fd(fx->lst),
+				     (struct sockaddr *)&bound, &blen), 0);
+	const char *const dst[] = { "127.0.0.9", "127.0.0.1", "127.1.2.3" };
+	udp_seen = 0;
+	for (size_t i = 0; i < 3; i++) {
+		struct sockaddr_in to = { .sin_family = AF_INET,
+					  .sin_port = bound.sin_port };
+		assert_int_equal(inet_pton(AF_INET, dst[i], &to.sin_addr), 1);
+		int c = udp_client(0);
+		assert_int_equal(connect(c, (struct sockaddr *)&to, sizeof(to)), 0);
+		assert_int_equal(send(c, REQ, sizeof(REQ), 0), (ssize_t)sizeof(REQ));
+		assert_int_equal(loop_fake_inject(fx->fake, sess_listener_fd(fx->lst),
+						  LOOP_READ), 0);
+		assert_true(loop_run_once(fx->loop) >= 0);
+		assert_int_equal(udp_seen, i + 1);
+		/* A connected socket only takes what comes from its peer. */
+		uint8_t got[16];
+		struct sockaddr_in from;
+		socklen_t flen = sizeof(from);
+		assert_int_equal(recvfrom(c, got, sizeof(got), MSG_DONTWAIT,
+					  (struct sockaddr *)&from, &flen),
+				 (ssize_t)sizeof(REQ));
+		assert_int_equal(from.sin_addr.s_addr, to.sin_addr.s_addr);
+		close(c);
+	}
+	fx_free(fx);
 }
 
 /*
@@ -370,6 +418,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_guard_tcp),
 		cmocka_unit_test(test_udp_guard_batches_and_size),
+		cmocka_unit_test(test_udp_wildcard_replies_from_destination),
 		cmocka_unit_test(test_len16_through_session),
 		cmocka_unit_test(test_len32_through_session),
 		cmocka_unit_test(test_ber_through_session),
