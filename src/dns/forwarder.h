@@ -107,7 +107,8 @@ struct dns_fwd_stats {
 	uint64_t guard_drops;      /* queries from blocked source ports */
 	uint64_t timeouts;         /* upstream attempts that timed out */
 	uint64_t retries;          /* attempts after the first */
-	uint64_t servfails;        /* queries every upstream failed */
+	uint64_t servfails;        /* SERVFAILs berthd made: every upstream
+				      failed, no upstream, or table_full */
 	uint64_t table_full;       /* queries answered SERVFAIL at once:
 				      the outstanding table was full */
 	uint64_t pool_empty;       /* attempts with no pool socket */
