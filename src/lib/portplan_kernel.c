@@ -15,30 +15,47 @@
 
 #define SYSCTL_DEFAULT "/proc/sys/net/ipv4"
 
-/* Read a small text file (a sysctl) into a NUL-terminated malloc'd string.
- * Returns 0 or -errno; *out is the caller's to free. */
+/*
+ * The longest text a reserved-ports sysctl can show: every other port of
+ * 1..65535 listed singly is about 190 KB.
+ */
+#define SYSCTL_TEXT_MAX (256u << 10)
+
+/*
+ * Read a sysctl (or a file standing for one) into a NUL-terminated malloc'd
+ * string.  The kernel answers only the first read of a large sysctl such as
+ * ip_local_reserved_ports (proc_do_large_bitmap): a read at any later offset
+ * is end of file.  So the first read(2) gets a buffer for the longest text,
+ * never stdio's 1 KiB, which cut the list after its first kilobyte.
+ * Returns 0, -EFBIG when the text fills the buffer, or -errno; *out is the
+ * caller's to free.
+ */
 static int read_text(const char *path, char **out)
 {
-	FILE *f = fopen(path, "r");
-	size_t cap = 0;
-	int rc = 0;
 	*out = NULL;
-	if (!f)
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return -errno;
-	if (getdelim(out, &cap, '\0', f) < 0) {
-		if (ferror(f))
+	char *buf = malloc(SYSCTL_TEXT_MAX + 1);
+	size_t len = 0;
+	int rc = buf ? 0 : -ENOMEM;
+	while (rc == 0) {
+		ssize_t n = read(fd, buf + len, SYSCTL_TEXT_MAX - len);
+		if (n < 0 && errno != EINTR)
 			rc = -errno;
-		else if (!*out && !(*out = malloc(1)))
-			rc = -ENOMEM;
-		else
-			(*out)[0] = '\0'; /* an empty file is an empty list */
+		else if (n == 0)
+			break;
+		else if (n > 0 && (len += (size_t)n) == SYSCTL_TEXT_MAX)
+			rc = -EFBIG;
 	}
-	fclose(f);
+	close(fd);
 	if (rc < 0) {
-		free(*out);
-		*out = NULL;
+		free(buf);
+		return rc;
 	}
-	return rc;
+	buf[len] = '\0';
+	*out = buf;
+	return 0;
 }
 
 const char *plan__sysctl_dir(const struct plan_env *env)
@@ -90,19 +107,29 @@ int plan__read_kernel_range(const char *dir, uint16_t *lo, uint16_t *hi,
 	return rc;
 }
 
-/* Write text to path in one write(2): a sysctl takes the list whole. */
+/*
+ * Write text to path, on one open file.  The kernel takes at most a page of
+ * a large sysctl per write(2), up to the last whole number, and says how
+ * much it took: the first write replaces the list and each later one (at a
+ * later offset) adds to it.  So the rest is written until none is left;
+ * stopping after the first write left the kernel with a list cut short.
+ */
 static int write_sysctl(const char *path, const char *text)
 {
-	size_t len = strlen(text);
+	size_t len = strlen(text), done = 0;
 	int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
 	int rc = 0;
 	if (fd < 0)
 		return -errno;
-	ssize_t n = write(fd, text, len);
-	if (n < 0)
-		rc = -errno;
-	else if ((size_t)n != len)
-		rc = -EIO;
+	while (rc == 0 && done < len) {
+		ssize_t n = write(fd, text + done, len - done);
+		if (n < 0 && errno != EINTR)
+			rc = -errno;
+		else if (n == 0)
+			rc = -EIO;
+		else if (n > 0)
+			done += (size_t)n;
+	}
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	return rc;
