@@ -202,7 +202,12 @@ int loop_run_once(struct loop *l)
 {
 	int n = l->be->poll(l->be_state, l->events, LOOP_MAX_EVENTS,
 			    poll_timeout(l));
-	l->now = read_clock(l);
+	/* Time never runs back: a clock that did (an injected one; the
+	 * monotonic clock cannot) would date new deadlines before the
+	 * wheel's own time, and they would fire early. */
+	uint64_t t = read_clock(l);
+	if (t > l->now)
+		l->now = t;
 	if (n == -EINTR)
 		n = 0;
 	if (n < 0)

@@ -258,6 +258,19 @@ static void test_timers_fire_at_fake_times(void **state)
 	loop_fake_set_time(f, 7000);
 	assert_int_equal(loop_run_once(l), 1);
 	assert_int_equal(c.fired_at, 7000);
+
+	/* A clock that runs back does not take the loop with it: a timer
+	 * armed then counts from the latest time seen, never fires early. */
+	loop_fake_set_time(f, 4000);
+	assert_int_equal(loop_run_once(l), 0);
+	assert_int_equal(loop_now(l), 7000);
+	loop_timer_start_in(l, &c.timer, 1000);
+	assert_int_equal(wheel_timer_deadline(&c.timer), 8000);
+	assert_int_equal(loop_run_once(l), 0);
+	assert_int_equal(c.calls, 2);
+	loop_fake_set_time(f, 8000);
+	assert_int_equal(loop_run_once(l), 1);
+	assert_int_equal(c.fired_at, 8000);
 	loop_free(l);
 	loop_fake_free(f);
 }
