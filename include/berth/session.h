@@ -38,7 +38,7 @@
  * the connection is refused (accepted and closed at once).  On EMFILE/ENFILE
  * the listener frees a spare fd, accepts and closes the pending connection,
  * re-opens the spare and stops watching for SESS_EMFILE_PAUSE_MS, so it never
- * spins on a connection it cannot accept.
+ * spins on a connection it cannot accept; on ENOBUFS/ENOMEM it only pauses.
  *
  * Single-threaded, on one struct loop.  Free every listener before its loop.
  */
@@ -226,6 +226,7 @@ struct sess_stats {
 	uint64_t evictions;
 	uint64_t refusals;     /* accepted and closed at the cap */
 	uint64_t emfile_pauses;
+	uint64_t nomem_pauses; /* accept failed with ENOBUFS or ENOMEM */
 	uint64_t guard_drops;  /* connections and datagrams */
 	uint64_t datagrams_in;
 	uint64_t datagrams_out;

@@ -124,8 +124,8 @@ void daemon_print_sessions(struct sess_listener *l, const char *service,
  * Session counters for services' status ops: daemon_sum_sess_stats adds
  * listener l's counters (borrowed; NULL adds nothing) into *sum, and
  * daemon_print_sess_stats prints a sum as `berthctl status` lines:
- * sessions_accepted, sessions_active, evictions, refusals, emfile_pauses and
- * closes_REASON.  guard_drops and the datagram counts are the services' to
+ * sessions_accepted, sessions_active, evictions, refusals, emfile_pauses,
+ * nomem_pauses and closes_REASON.  guard_drops and the datagram counts are the services' to
  * print.
  */
 struct sess_stats;

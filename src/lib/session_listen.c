@@ -91,6 +91,16 @@ static void drop_conn(int fd)
  * and stop watching for a while so the loop does not spin on a queue it
  * cannot drain.
  */
+/* Stop accepting for SESS_EMFILE_PAUSE_MS: a level-triggered listener
+ * whose accept keeps failing would otherwise spin. */
+static void accept_pause(struct sess_listener *l, const char *why)
+{
+	loop_watch_stop(l->loop, &l->watch);
+	loop_timer_start_in(l->loop, &l->pause, SESS_EMFILE_PAUSE_MS);
+	sess_log(l, "%s: %s; not accepting for %u ms", l->svc.name, why,
+		 SESS_EMFILE_PAUSE_MS);
+}
+
 static void emfile_pause(struct sess_listener *l)
 {
 	if (l->spare_fd >= 0) {
@@ -102,10 +112,7 @@ static void emfile_pause(struct sess_listener *l)
 		l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}
 	l->st.emfile_pauses++;
-	loop_watch_stop(l->loop, &l->watch);
-	loop_timer_start_in(l->loop, &l->pause, SESS_EMFILE_PAUSE_MS);
-	sess_log(l, "%s: out of file descriptors; not accepting for %u ms",
-		 l->svc.name, SESS_EMFILE_PAUSE_MS);
+	accept_pause(l, "out of file descriptors");
 }
 
 static void on_pause_end(struct wheel_timer *t, void *ctx)
@@ -178,6 +185,11 @@ static void on_accept(struct loop *loop, struct loop_watch *w, unsigned events)
 		}
 		if (errno == EMFILE || errno == ENFILE) {
 			emfile_pause(l);
+			return;
+		}
+		if (errno == ENOBUFS || errno == ENOMEM) {
+			l->st.nomem_pauses++;
+			accept_pause(l, "out of kernel memory");
 			return;
 		}
 		/* Aborted handshakes and signals: try the next one. */

@@ -12,6 +12,21 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+/* accept4 as the listener sees it: the real one, or a failure the test
+ * chooses (linked with -Wl,--wrap=accept4; see CMakeLists.txt). */
+int __real_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+static int accept_fails_with;
+
+int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	if (accept_fails_with) {
+		errno = accept_fails_with;
+		return -1;
+	}
+	return __real_accept4(fd, addr, len, flags);
+}
+
 static const uint8_t REQ[] = { 0x00, 0x03, 'a', 'b', 'c' };
 
 static struct guard *blocked_guard(void)
@@ -399,6 +414,35 @@ static int emfile_child(void)
 	return 0;
 }
 
+/* An accept that fails for want of kernel memory pauses the listener as
+ * EMFILE does, rather than spinning on a listener that stays readable. */
+static void test_accept_nomem_pauses(void **state)
+{
+	(void)state;
+	struct fx *fx = fx_new();
+	struct sess_service svc = fx_service(fx, sess_frame_len16, 512);
+	fx_listen_tcp(fx, &svc, NULL, NULL, false);
+	int lfd = sess_listener_fd(fx->lst);
+	int c = fx_connect(fx);
+	accept_fails_with = ENOBUFS;
+	assert_int_equal(loop_fake_inject(fx->fake, lfd, LOOP_READ), 0);
+	assert_true(loop_run_once(fx->loop) >= 0);
+	accept_fails_with = 0;
+	struct sess_stats st;
+	sess_listener_stats(fx->lst, &st);
+	assert_int_equal(st.nomem_pauses, 1);
+	assert_int_equal(st.emfile_pauses, 0);
+	assert_int_equal(st.accepted, 0);
+	assert_int_equal(loop_fake_interest(fx->fake, lfd), -ENOENT);
+	/* After the pause the waiting connection is accepted. */
+	fx_at(fx, loop_fake_time(fx->fake) + SESS_EMFILE_PAUSE_MS);
+	assert_int_equal(loop_fake_interest(fx->fake, lfd), LOOP_READ);
+	fx_accept(fx);
+	assert_non_null(fx_sess_of(fx, c));
+	close(c);
+	fx_free(fx);
+}
+
 static void test_emfile_pauses_without_spinning(void **state)
 {
 	(void)state;
@@ -424,6 +468,7 @@ int main(void)
 		cmocka_unit_test(test_ber_through_session),
 		cmocka_unit_test(test_listen_from_fd_and_bind_error),
 		cmocka_unit_test(test_emfile_pauses_without_spinning),
+		cmocka_unit_test(test_accept_nomem_pauses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
