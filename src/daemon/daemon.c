@@ -324,6 +324,12 @@ int daemon_check_services(const struct berth_config *cfg, FILE *warn,
 		int rc = ops->check(cfg, cs, err, errlen);
 		if (rc < 0)
 			return rc;
+		/* Runs, but only half: as starting it would say. */
+		if (cs->protocol == CONFIG_PROTO_KERBEROS && !cfg->pool.present)
+			fprintf(warn, "berthd: %s:%u: [service %s]: no [pool] section: "
+				"UDP requests cannot be relayed and get "
+				"KDC_ERR_SVC_UNAVAILABLE; TCP works\n",
+				cfg->file, cs->line, cs->name);
 	}
 	return 0;
 }

@@ -178,3 +178,14 @@ def test_check_sees_what_would_stop_a_start(build_dir, tmp_path):
     assert out.returncode == 1, out.stdout + out.stderr
     assert "the plan leaves only 9 ports to the pool" in out.stdout
     assert "1 a listen port of the config's services" in out.stdout
+
+
+def test_check_warns_of_a_kerberos_service_without_pool(build_dir, tmp_path):
+    conf = tmp_path / "k.conf"
+    conf.write_text("[service k]\nprotocol = kerberos\nlisten = 127.0.0.1:8899\n"
+                    "upstream = 127.0.0.1:8898\n")
+    out = berthd_check(build_dir, conf)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"{conf}: ok"
+    assert f"{conf}:1: [service k]: no [pool] section: UDP requests cannot be " \
+           "relayed" in out.stderr
