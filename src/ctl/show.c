@@ -1,6 +1,7 @@
 /* berthctl show: the dynamic range netsh style, and the reserved ranges with
  * where each one came from. */
 #include <string.h>
+#include <strings.h>
 
 #include "ctl/ctl.h"
 
@@ -8,12 +9,14 @@ int ctl_show_dynamicport(const struct plan *plan, const char *proto, FILE *out,
 			 FILE *err)
 {
 	/* Linux has one dynamic range for both protocols, as the plan does;
-	 * the protocol is asked for only to read like netsh. */
-	if (!proto || (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0)) {
+	 * the protocol is asked for only to read like netsh, which takes it
+	 * in any letter case (as `who 53/UDP` does). */
+	if (!proto || (strcasecmp(proto, "tcp") != 0 && strcasecmp(proto, "udp") != 0)) {
 		fprintf(err, "berthctl: show dynamicport: protocol must be tcp or udp, not '%s'\n",
 			proto ? proto : "");
 		return CTL_ERROR;
 	}
+	proto = strcasecmp(proto, "tcp") == 0 ? "tcp" : "udp";
 	fprintf(out,
 		"Protocol %s Dynamic Port Range\n"
 		"---------------------------------\n"

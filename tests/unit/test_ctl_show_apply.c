@@ -108,6 +108,10 @@ static void test_show_dynamicport(void **state)
 				   "Start Port      : 1024\n"
 				   "Number of Ports : 3977\n");
 	run_free(&r);
+	r = show_dynamicport(p, "TCP");
+	assert_int_equal(r.rc, CTL_OK);
+	assert_non_null(strstr(r.out, "Protocol tcp Dynamic Port Range\n"));
+	run_free(&r);
 
 	r = show_dynamicport(p, "icmp");
 	assert_int_equal(r.rc, CTL_ERROR);
