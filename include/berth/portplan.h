@@ -164,8 +164,11 @@ size_t plan_origin_describe(const struct plan_reservation *r, const char *file,
  *   so it is valid even when the write fails.
  * err, errlen: a one-line reason on failure.
  *
- * When not a dry run and added is not empty, writes the merged list in the
- * kernel's "a-b,c" form with one write.  Returns 0, or -errno: -EACCES or
+ * When not a dry run and added is not empty, adds the added ports to the
+ * kernel's list in its "a-b,c" form (written from offset 1, so the kernel
+ * only ever adds: nothing it reserves is dropped, even for a moment or when
+ * a write fails halfway); a plain file standing for the sysctl (tests)
+ * gets the merged list instead.  Returns 0, or -errno: -EACCES or
  * -EPERM (the message says to run as root or use --dry-run), or the error
  * of reading or parsing the kernel's list.
  */

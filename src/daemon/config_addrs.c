@@ -27,6 +27,29 @@ struct listen_ref {
 
 #define METRICS SIZE_MAX
 
+/*
+ * The form the kernel compares: an IPv4-mapped IPv6 address (::ffff:a.b.c.d)
+ * as the IPv4 address it stands for, and no scope on an IPv6 address that
+ * is not link-local (the kernel ignores it there).
+ */
+static struct config_addr canon(const struct config_addr *a)
+{
+	struct config_addr c = *a;
+	if (a->sa.ss_family != AF_INET6)
+		return c;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->sa;
+	if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = s6->sin6_port };
+		memcpy(&in.sin_addr, &s6->sin6_addr.s6_addr[12], 4);
+		memset(&c, 0, sizeof(c));
+		memcpy(&c.sa, &in, sizeof(in));
+		c.len = sizeof(in);
+	} else if (!IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr)) {
+		((struct sockaddr_in6 *)&c.sa)->sin6_scope_id = 0;
+	}
+	return c;
+}
+
 static bool is_wildcard(const struct config_addr *a)
 {
 	if (a->sa.ss_family == AF_INET)
@@ -36,7 +59,8 @@ static bool is_wildcard(const struct config_addr *a)
 	return IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
 }
 
-/* Same family, same host address (and IPv6 scope); ports not compared. */
+/* Same family, same host address (and IPv6 scope); ports not compared.
+ * Both canonical. */
 static bool same_host(const struct config_addr *a, const struct config_addr *b)
 {
 	if (a->sa.ss_family != b->sa.ss_family)
@@ -57,19 +81,24 @@ static bool same_port(const struct config_addr *a, const struct config_addr *b)
 }
 
 /* Would listeners on a and b collide?  (IPv6 listeners are IPv6-only.) */
-static bool listens_collide(const struct config_addr *a,
-			    const struct config_addr *b)
+static bool listens_collide(const struct config_addr *a0,
+			    const struct config_addr *b0)
 {
-	return same_port(a, b) &&
-	       (same_host(a, b) || is_wildcard(a) || is_wildcard(b));
+	struct config_addr a = canon(a0), b = canon(b0);
+	return same_port(&a, &b) &&
+	       (same_host(&a, &b) || is_wildcard(&a) || is_wildcard(&b));
 }
 
-/* Is a's host this machine: loopback, the wildcard (which connect() takes
- * as this host) or an address of one of its interfaces? */
-static bool is_local(const struct config_addr *a)
+/* This host's interface addresses, read once per load (NULL until then). */
+struct local_addrs {
+	bool read;
+	struct ifaddrs *all;
+};
+
+/* Is a's host (canonical) this machine: loopback or an address of one of
+ * its interfaces? */
+static bool is_local(const struct config_addr *a, struct local_addrs *here)
 {
-	if (is_wildcard(a))
-		return true;
 	if (a->sa.ss_family == AF_INET) {
 		uint32_t v4 = ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr);
 		if (v4 >> 24 == 127)
@@ -77,33 +106,31 @@ static bool is_local(const struct config_addr *a)
 	} else if (IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->sa)->sin6_addr)) {
 		return true;
 	}
-	struct ifaddrs *all;
-	if (getifaddrs(&all) != 0)
-		return false;
-	bool found = false;
-	for (struct ifaddrs *i = all; i && !found; i = i->ifa_next) {
+	if (!here->read) {
+		here->read = true;
+		if (getifaddrs(&here->all) != 0)
+			here->all = NULL;
+	}
+	for (struct ifaddrs *i = here->all; i; i = i->ifa_next) {
 		if (!i->ifa_addr || i->ifa_addr->sa_family != a->sa.ss_family)
 			continue;
 		struct config_addr c = { .len = a->len };
 		memcpy(&c.sa, i->ifa_addr, a->len);
-		if (c.sa.ss_family == AF_INET6) {
-			/* Only link-local addresses carry a scope in the config. */
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&c.sa;
-			if (!IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr))
-				s6->sin6_scope_id = 0;
-		}
-		found = same_host(a, &c);
+		c = canon(&c);
+		if (same_host(a, &c))
+			return true;
 	}
-	freeifaddrs(all);
-	return found;
+	return false;
 }
 
-/* Would a query sent to upstream u arrive at listener l? */
-static bool upstream_reaches(const struct config_addr *u,
-			     const struct config_addr *l)
+/* Would a query sent to upstream u0 arrive at listener l0?  (A wildcard
+ * upstream is refused before this is asked.) */
+static bool upstream_reaches(const struct config_addr *u0,
+			     const struct config_addr *l0, struct local_addrs *here)
 {
-	return same_port(u, l) &&
-	       (same_host(u, l) || (is_wildcard(l) && is_local(u)));
+	struct config_addr u = canon(u0), l = canon(l0);
+	return same_port(&u, &l) &&
+	       (same_host(&u, &l) || (is_wildcard(&l) && is_local(&u, here)));
 }
 
 /* Is there a path from service `from` to service `to` along edge (ns x ns:
@@ -168,7 +195,8 @@ static void where(const struct listen_ref *other, const struct listen_ref *self,
  */
 static int check_loops(struct parse *p, const struct berth_config *cfg,
 		       const struct listen_ref *refs, size_t n,
-		       char (*labels)[CONFIG_NAME_MAX + 12])
+		       char (*labels)[CONFIG_NAME_MAX + 12],
+		       struct local_addrs *here)
 {
 	size_t ns = cfg->nservices;
 	bool *edge = calloc(ns * ns + ns + 1, sizeof(*edge));
@@ -180,7 +208,7 @@ static int check_loops(struct parse *p, const struct berth_config *cfg,
 			for (size_t j = 0; j < n; j++)
 				if (refs[j].svc != METRICS &&
 				    upstream_reaches(&cfg->services[s].upstream[u],
-						     refs[j].addr))
+						     refs[j].addr, here))
 					edge[s * ns + refs[j].svc] = true;
 	int rc = 0;
 	char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16];
@@ -190,7 +218,7 @@ static int check_loops(struct parse *p, const struct berth_config *cfg,
 			for (size_t j = 0; j < n && !rc; j++) {
 				size_t t = refs[j].svc;
 				if (t == METRICS ||
-				    !upstream_reaches(&svc->upstream[u], refs[j].addr))
+				    !upstream_reaches(&svc->upstream[u], refs[j].addr, here))
 					continue;
 				memset(seen, 0, ns * sizeof(*seen));
 				if (!leads_to(edge, ns, t, s, seen))
@@ -216,6 +244,28 @@ static int check_loops(struct parse *p, const struct berth_config *cfg,
 	return rc;
 }
 
+/* No upstream may be a wildcard address: it names no host to send to (the
+ * kernel takes it as this one). */
+static int check_wildcard_upstreams(struct parse *p, const struct berth_config *cfg,
+				    char (*labels)[CONFIG_NAME_MAX + 12])
+{
+	char a[INET6_ADDRSTRLEN + 16];
+	for (size_t s = 0; s < cfg->nservices; s++) {
+		const struct config_service *svc = &cfg->services[s];
+		for (size_t u = 0; u < svc->nupstream; u++) {
+			struct config_addr c = canon(&svc->upstream[u]);
+			if (!is_wildcard(&c))
+				continue;
+			config_format_addr(&svc->upstream[u], a, sizeof(a));
+			return config__fail(p, -EINVAL, svc->upstream_line, labels[s],
+					    "upstream", "%s is a wildcard address, which "
+					    "names no host to send to (name the upstream's "
+					    "own address)", a);
+		}
+	}
+	return 0;
+}
+
 int config__check_addrs(struct parse *p, const struct berth_config *cfg)
 {
 	char (*labels)[CONFIG_NAME_MAX + 12] =
@@ -223,6 +273,7 @@ int config__check_addrs(struct parse *p, const struct berth_config *cfg)
 	size_t n = 0;
 	struct listen_ref *refs = labels ? listen_refs(cfg, labels, &n) : NULL;
 	char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16], w[96];
+	struct local_addrs here = { 0 };
 	int rc = 0;
 	if (!refs) {
 		rc = config__fail(p, -ENOMEM, 0, NULL, NULL, "out of memory");
@@ -235,7 +286,8 @@ int config__check_addrs(struct parse *p, const struct berth_config *cfg)
 			config_format_addr(refs[i].addr, a, sizeof(a));
 			config_format_addr(refs[j].addr, b, sizeof(b));
 			where(&refs[j], &refs[i], w, sizeof(w));
-			if (same_host(refs[i].addr, refs[j].addr))
+			struct config_addr x = canon(refs[i].addr), y = canon(refs[j].addr);
+			if (same_host(&x, &y))
 				rc = config__fail(p, -EINVAL, refs[i].line, refs[i].label,
 						  "listen", "%s is given twice (%s)", a, w);
 			else
@@ -245,8 +297,12 @@ int config__check_addrs(struct parse *p, const struct berth_config *cfg)
 						  "address", a, b, w);
 		}
 	if (!rc)
-		rc = check_loops(p, cfg, refs, n, labels);
+		rc = check_wildcard_upstreams(p, cfg, labels);
+	if (!rc)
+		rc = check_loops(p, cfg, refs, n, labels, &here);
 out:
+	if (here.all)
+		freeifaddrs(here.all);
 	free(refs);
 	free(labels);
 	return rc;

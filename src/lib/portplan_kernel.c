@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #define SYSCTL_DEFAULT "/proc/sys/net/ipv4"
@@ -108,19 +110,27 @@ int plan__read_kernel_range(const char *dir, uint16_t *lo, uint16_t *hi,
 }
 
 /*
- * Write text to path, on one open file.  The kernel takes at most a page of
- * a large sysctl per write(2), up to the last whole number, and says how
- * much it took: the first write replaces the list and each later one (at a
- * later offset) adds to it.  So the rest is written until none is left;
- * stopping after the first write left the kernel with a list cut short.
+ * Add the ports of text ("a-b,c,...") to the list at path.  The kernel's
+ * ip_local_reserved_ports (proc_do_large_bitmap) replaces its list with
+ * what a write at offset 0 holds and adds what a write at any later offset
+ * holds, a page at most per write(2), up to the last whole number.  So on
+ * procfs the file is written from offset 1 on, and only the ports to add:
+ * the kernel's list only ever grows, however many writes it takes, and a
+ * failure halfway loses nothing it had.  A plain file standing for the
+ * sysctl (tests) is rewritten whole with full, the merged list.
  */
-static int write_sysctl(const char *path, const char *text)
+static int write_sysctl(const char *path, const char *add, const char *full)
 {
-	size_t len = strlen(text), done = 0;
-	int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
-	int rc = 0;
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	struct statfs fs;
+	bool procfs = fstatfs(fd, &fs) == 0 && fs.f_type == PROC_SUPER_MAGIC;
+	const char *text = procfs ? add : full;
+	size_t len = strlen(text), done = 0;
+	int rc = 0;
+	if (procfs ? lseek(fd, 1, SEEK_SET) < 0 : ftruncate(fd, 0) < 0)
+		rc = -errno;
 	while (rc == 0 && done < len) {
 		ssize_t n = write(fd, text + done, len - done);
 		if (n < 0 && errno != EINTR)
@@ -133,6 +143,20 @@ static int write_sysctl(const char *path, const char *text)
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	return rc;
+}
+
+/* s in the kernel's "a-b,c" form plus a newline, malloc'd; NULL when out
+ * of memory. */
+static char *list_text(const struct portset *s)
+{
+	size_t need = portset_format(s, NULL, 0, ",");
+	char *text = malloc(need + 2);
+	if (!text)
+		return NULL;
+	portset_format(s, text, need + 1, ",");
+	text[need] = '\n';
+	text[need + 1] = '\0';
+	return text;
 }
 
 int plan_kernel_apply(const struct plan *plan, const char *sysctl_dir,
@@ -155,15 +179,16 @@ int plan_kernel_apply(const struct plan *plan, const char *sysctl_dir,
 	if (dry_run || portset_count(added) == 0)
 		return 0;
 	portset_union(&merged, &plan->reserved);
-	size_t need = portset_format(&merged, NULL, 0, ",");
-	if (!(text = malloc(need + 2))) {
+	char *add = list_text(added);
+	text = list_text(&merged);
+	if (!add || !text) {
+		free(add);
+		free(text);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	portset_format(&merged, text, need + 1, ",");
-	text[need] = '\n';
-	text[need + 1] = '\0';
-	rc = write_sysctl(path, text);
+	rc = write_sysctl(path, add, text);
+	free(add);
 	if (rc == -EACCES || rc == -EPERM)
 		snprintf(err, errlen,
 			 "cannot write %s: %s (run berthctl apply as root, or use --dry-run to see what it would add)",

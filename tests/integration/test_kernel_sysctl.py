@@ -82,3 +82,19 @@ def test_long_kernel_list_read_whole_and_merged_whole(build_dir, tmp_path):
     assert r["apply_rc"] == 0, r["apply"]
     after = ports_of(r["after"])
     assert after == kernel | {4500, 61000}, sorted(after ^ (kernel | {4500, 61000}))[:10]
+
+
+def test_many_ports_added_over_several_writes(build_dir, tmp_path):
+    """1,000 single ports to add (about 6 KB, more than the kernel takes
+    per write): every one arrives, and the kernel keeps what it had."""
+    planned = list(range(20001, 22001, 2))
+    lines = []
+    for i in range(0, len(planned), 25):
+        lines.append(", ".join(str(p) for p in planned[i:i + 25]))
+    conf = tmp_path / "berth.conf"
+    conf.write_text("[ports]\nfrom_kernel = yes\nreserved =\n" +
+                    ",\n".join("  " + line for line in lines) + "\n")
+    r = in_new_netns(build_dir, conf, "60000-60010")
+    assert r["apply_rc"] == 0, r["apply"]
+    assert "1000 ports added" in r["apply"], r["apply"]
+    assert ports_of(r["after"]) == set(planned) | set(range(60000, 60011))

@@ -795,6 +795,20 @@ static void test_listen_and_upstream_loops(void **state)
 	expect_error("[pool]\n" DNS_AT("d", "127.0.0.1:53")
 		     "upstream = " DATA "config_resolv_self.conf\n",
 		     "t.conf:5: [service d] upstream:", "127.0.0.1:53 reaches this service's own");
+	/* As the kernel compares: an IPv4-mapped upstream is its IPv4
+	 * address, and a scope on a non-link-local address is no difference. */
+	expect_error("[service k]\nprotocol = kerberos\nlisten = 127.0.0.1:8877\n"
+		     "upstream = [::ffff:127.0.0.1]:8877\n",
+		     "t.conf:4: [service k] upstream:",
+		     "[::ffff:127.0.0.1]:8877 reaches this service's own listener 127.0.0.1:8877");
+	expect_error("[pool]\n" DNS_AT("d", "[::1]:5300, [::1%lo]:5300") "hosts = /h\n",
+		     "t.conf:4: [service d] listen:", "is given twice");
+	/* A wildcard upstream names no host (the kernel sends to this one). */
+	expect_error("[pool]\n" DNS_AT("d", "127.0.0.1:5377") "upstream = 0.0.0.0:5377\n",
+		     "t.conf:5: [service d] upstream:",
+		     "0.0.0.0:5377 is a wildcard address, which names no host to send to");
+	expect_error("[pool]\n" DNS_AT("d", "127.0.0.1:53") "upstream = 192.0.2.1, [::]\n",
+		     "t.conf:5: [service d] upstream:", "[::]:53 is a wildcard address");
 	/* Another port, another address, or a remote upstream behind a
 	 * wildcard listener: no loop. */
 	load_ok("[pool]\n" DNS_AT("d", "127.0.0.1:5300") "upstream = 127.0.0.1:5301\n", &cfg);
