@@ -135,8 +135,8 @@ struct sess_listener; /* a TCP or UDP listener, owned by its creator */
 struct sess_local {
 	bool set;
 	union {
-		struct in_pktinfo in;   /* ipi_addr: where it was sent */
-		struct in6_pktinfo in6; /* ipi6_addr, ipi6_ifindex */
+		struct in_pktinfo in;   /* ipi_spec_dst: the local address */
+		struct in6_pktinfo in6; /* ipi6_addr: where it was sent */
 	} u;
 };
 

@@ -267,6 +267,8 @@ bool fwd_start(struct dns_fwd *f, const struct fwd_client *c,
 	r->client_limit = sess ? DNS_MSG_MAX : dns_udp_limit(q);
 	if (c)
 		r->client = *c;
+	else
+		memset(&r->client, 0, sizeof(r->client));
 	r->qlen = (uint16_t)q->len;
 	memcpy(r->query, q->buf, q->len);
 	/* Same bytes, so the parse cannot fail; it re-points qmsg at query[]. */

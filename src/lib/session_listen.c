@@ -85,12 +85,6 @@ static void drop_conn(int fd)
 	close(fd);
 }
 
-/*
- * Out of fds: give the reserve fd back to the kernel, take the pending
- * connection off the queue with it and close it, take the reserve again,
- * and stop watching for a while so the loop does not spin on a queue it
- * cannot drain.
- */
 /* Stop accepting for SESS_EMFILE_PAUSE_MS: a level-triggered listener
  * whose accept keeps failing would otherwise spin. */
 static void accept_pause(struct sess_listener *l, const char *why)
@@ -101,6 +95,11 @@ static void accept_pause(struct sess_listener *l, const char *why)
 		 SESS_EMFILE_PAUSE_MS);
 }
 
+/*
+ * Out of fds: give the reserve fd back to the kernel, take the pending
+ * connection off the queue with it and close it, take the reserve again,
+ * and pause, so the loop does not spin on a queue it cannot drain.
+ */
 static void emfile_pause(struct sess_listener *l)
 {
 	if (l->spare_fd >= 0) {
@@ -275,9 +274,12 @@ static struct sess_listener *listen_fd(struct loop *loop, int fd, bool udp,
 			snprintf(err, errlen, "reserve fd: %s", strerror(errno));
 			goto fail;
 		}
-	} else if (sess_udp_setup(l) < 0) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
+	} else {
+		int urc = sess_udp_setup(l);
+		if (urc < 0) {
+			snprintf(err, errlen, "fd %d: %s", fd, strerror(-urc));
+			goto fail;
+		}
 	}
 	int rc = loop_watch_set(loop, &l->watch, LOOP_READ);
 	if (rc < 0) {

@@ -83,20 +83,25 @@ void sess_local_put(const struct sess_local *local, int family,
 		return;
 	memset(ctl, 0, sizeof(*ctl));
 	struct cmsghdr *cm = &ctl->h;
+	/* The source address only; the interface (index 0) is left to
+	 * routing, which may send a reply out another one than the query
+	 * came in on.  A link-local peer's scope picks its interface. */
 	if (family == AF_INET) {
-		/* ipi_spec_dst chooses the source; ipi_ifindex 0, routing. */
-		struct in_pktinfo pi = { .ipi_spec_dst = local->u.in.ipi_addr };
+		/* The kernel's ipi_spec_dst: the local address the datagram
+		 * reached (an interface's own one for a broadcast). */
+		struct in_pktinfo pi = { .ipi_spec_dst = local->u.in.ipi_spec_dst };
 		cm->cmsg_level = IPPROTO_IP;
 		cm->cmsg_type = IP_PKTINFO;
 		cm->cmsg_len = CMSG_LEN(sizeof(pi));
 		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
 		h->msg_controllen = CMSG_SPACE(sizeof(pi));
 	} else {
+		struct in6_pktinfo pi = { .ipi6_addr = local->u.in6.ipi6_addr };
 		cm->cmsg_level = IPPROTO_IPV6;
 		cm->cmsg_type = IPV6_PKTINFO;
-		cm->cmsg_len = CMSG_LEN(sizeof(local->u.in6));
-		memcpy(CMSG_DATA(cm), &local->u.in6, sizeof(local->u.in6));
-		h->msg_controllen = CMSG_SPACE(sizeof(local->u.in6));
+		cm->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+		h->msg_controllen = CMSG_SPACE(sizeof(pi));
 	}
 	h->msg_control = ctl;
 }

@@ -134,6 +134,33 @@ def test_badvers_and_zone_transfers_answered_by_berthd(berthd, berthctl,
     assert counters["forwarded"] == 1
 
 
+def test_wildcard_listeners_answer_from_the_address_asked(berthd, tmp_path,
+                                                          unbound):
+    """Listening on 0.0.0.0 and [::], berthd answers each UDP query from the
+    address it was sent to: dig drops an answer from any other ("reply from
+    unexpected source") and times out."""
+    require(DIG)
+    if not ipv6_loopback_available():
+        pytest.fail("::1 cannot be bound on this machine: the test needs the "
+                    "IPv6 loopback address", pytrace=False)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.99 local.example\n")
+    port = free_port("both")
+    conf = (f"[ports]\ndynamic_range = 40000-60000\n[pool]\nsize = 64\n"
+            f"[service dns]\nprotocol = dns\n"
+            f"listen = 0.0.0.0:{port}, [::]:{port}\n"
+            f"upstream = 127.0.0.1:{unbound.port}\nhosts = {hosts}\n"
+            f"[control]\nsocket = {tmp_path}/berth.sock\n")
+    berthd(conf, lambda d: port_held(port, "udp"))
+    for server in ("127.0.0.9", "127.0.0.1", "::1"):
+        for name, want in (("local.example", "192.0.2.99"),
+                           ("host.test", "192.0.2.10")):
+            out = run([DIG, "+short", "+tries=1", "+time=3", "-p", str(port),
+                       f"@{server}", name, "A"])
+            assert out.stdout.split() == [want], (server, name,
+                                                  out.stdout + out.stderr)
+
+
 def test_hosts_file_answered_locally(berthd, tmp_path, unbound):
     require(DIG)
     hosts = tmp_path / "hosts"
