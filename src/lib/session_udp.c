@@ -90,6 +90,8 @@ void sess_local_put(const struct sess_local *local, int family,
 		/* The kernel's ipi_spec_dst: the local address the datagram
 		 * reached (an interface's own one for a broadcast). */
 		struct in_pktinfo pi = { .ipi_spec_dst = local->u.in.ipi_spec_dst };
+		if (pi.ipi_spec_dst.s_addr == htonl(INADDR_ANY))
+			pi.ipi_spec_dst = local->u.in.ipi_addr;
 		cm->cmsg_level = IPPROTO_IP;
 		cm->cmsg_type = IP_PKTINFO;
 		cm->cmsg_len = CMSG_LEN(sizeof(pi));
