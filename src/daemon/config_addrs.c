@@ -27,6 +27,9 @@ struct listen_ref {
 
 #define METRICS SIZE_MAX
 
+/* "[service NAME]", for messages. */
+typedef char svc_label[CONFIG_NAME_MAX + 12];
+
 /*
  * The form the kernel compares: an IPv4-mapped IPv6 address (::ffff:a.b.c.d)
  * as the IPv4 address it stands for, and no scope on an IPv6 address that
@@ -152,7 +155,7 @@ static bool leads_to(const bool *edge, size_t ns, size_t from, size_t to,
 /* Every listen address of cfg, in file order ([metrics] last); NULL when
  * out of memory.  *n receives the count. */
 static struct listen_ref *listen_refs(const struct berth_config *cfg,
-				      char (*labels)[CONFIG_NAME_MAX + 12],
+				      svc_label *labels,
 				      size_t *n)
 {
 	size_t total = cfg->metrics.enabled ? 1 : 0;
@@ -195,7 +198,7 @@ static void where(const struct listen_ref *other, const struct listen_ref *self,
  */
 static int check_loops(struct parse *p, const struct berth_config *cfg,
 		       const struct listen_ref *refs, size_t n,
-		       char (*labels)[CONFIG_NAME_MAX + 12],
+		       svc_label *labels,
 		       struct local_addrs *here)
 {
 	size_t ns = cfg->nservices;
@@ -247,7 +250,7 @@ static int check_loops(struct parse *p, const struct berth_config *cfg,
 /* No upstream may be a wildcard address: it names no host to send to (the
  * kernel takes it as this one). */
 static int check_wildcard_upstreams(struct parse *p, const struct berth_config *cfg,
-				    char (*labels)[CONFIG_NAME_MAX + 12])
+				    svc_label *labels)
 {
 	char a[INET6_ADDRSTRLEN + 16];
 	for (size_t s = 0; s < cfg->nservices; s++) {
@@ -268,8 +271,7 @@ static int check_wildcard_upstreams(struct parse *p, const struct berth_config *
 
 int config__check_addrs(struct parse *p, const struct berth_config *cfg)
 {
-	char (*labels)[CONFIG_NAME_MAX + 12] =
-		calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*labels));
+	svc_label *labels = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*labels));
 	size_t n = 0;
 	struct listen_ref *refs = labels ? listen_refs(cfg, labels, &n) : NULL;
 	char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16], w[96];
