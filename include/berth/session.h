@@ -191,6 +191,11 @@ struct sess_service {
 			   void *arg);
 	/* The session is closing for why; s is invalid after this returns. */
 	void (*on_close)(struct sess *s, enum sess_close_reason why, void *arg);
+	/* The framer refused the input (why: SESS_CLOSE_TOO_BIG or
+	 * SESS_CLOSE_MALFORMED): a last answer may go out with sess_send()
+	 * before the session closes (and flushes it).  NULL: close at once. */
+	void (*on_frame_error)(struct sess *s, enum sess_close_reason why,
+			       void *arg);
 	/* A datagram from peer (valid only during the call: copy it to reply
 	 * later); UDP only. */
 	void (*on_datagram)(struct sess_listener *l,

@@ -104,10 +104,16 @@ void krb_query_finish(struct krb_query *q)
 {
 	struct sess *s = q->sess;
 	struct krb_query *next = q->sess_next;
+	bool last = q->last;
 	query_free(q);
 	if (!s)
 		return;
 	sess_set_user(s, next);
+	if (last) {
+		/* Its answer is queued: it goes out before the FIN. */
+		sess_close(s, SESS_CLOSE_SERVICE);
+		return;
+	}
 	if (next) {
 		next->started = true;
 		try_upstream(next);
@@ -269,12 +275,15 @@ void fe_krb_tcp_request(struct fe_krb *k, struct sess *s, const uint8_t *msg,
 		return;
 	}
 	struct krb_query *head = sess_user(s), *tail = head;
-	size_t queued = 0;
+	size_t waiting = 0;
 	for (; tail && tail->sess_next; tail = tail->sess_next)
-		queued++;
-	if (head && queued + 1 >= FE_KRB_MAX_QUEUED) {
+		waiting++;
+	/* One more than the queue takes: the requests already taken are still
+	 * answered, then the session closes; this one and any later are
+	 * dropped. */
+	if (tail && (tail->last || waiting >= FE_KRB_MAX_QUEUED)) {
 		k->st.dropped++;
-		sess_close(s, SESS_CLOSE_SERVICE);
+		tail->last = true;
 		return;
 	}
 	struct krb_query *q = query_new(k, msg + 4, len - 4);
@@ -324,6 +333,30 @@ static void cb_datagram(struct sess_listener *l, const struct sess_udp_peer *pee
 	fe_krb_udp_request(arg, l, peer, msg, len);
 }
 
+/*
+ * A length prefix with its reserved high bit set, or longer than berthd
+ * takes: RFC 4120 7.2.2 wants KRB_ERR_FIELD_TOOLONG, then the close (which
+ * the engine does, flushing this first).  No request to take a realm or
+ * sname from: both go empty.
+ */
+static void cb_frame_error(struct sess *s, enum sess_close_reason why, void *arg)
+{
+	(void)why;
+	struct fe_krb *k = arg;
+	uint8_t buf[4 + 256];
+	size_t n = fe_krb_error_encode(FE_KRB_ERR_FIELD_TOOLONG,
+				       k->wall_clock(k->clock_arg), NULL, buf + 4,
+				       sizeof(buf) - 4);
+	if (!n)
+		return;
+	buf[0] = (uint8_t)(n >> 24);
+	buf[1] = (uint8_t)(n >> 16);
+	buf[2] = (uint8_t)(n >> 8);
+	buf[3] = (uint8_t)n;
+	k->st.errors_sent++;
+	sess_send(s, buf, n + 4);
+}
+
 void fe_krb_service(struct fe_krb *k, const char *name, struct sess_service *out)
 {
 	*out = (struct sess_service){
@@ -332,6 +365,7 @@ void fe_krb_service(struct fe_krb *k, const char *name, struct sess_service *out
 		.max_msg = k->max_msg,
 		.on_request = cb_request,
 		.on_close = cb_close,
+		.on_frame_error = cb_frame_error,
 		.on_datagram = cb_datagram,
 		.arg = k,
 	};

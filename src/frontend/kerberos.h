@@ -60,6 +60,7 @@
 /* Kerberos error codes the relay reads or writes (RFC 4120 7.5.9). */
 #define FE_KRB_ERR_SVC_UNAVAILABLE 29
 #define FE_KRB_ERR_RESPONSE_TOO_BIG 52
+#define FE_KRB_ERR_FIELD_TOOLONG 61
 
 /* Message types (the APPLICATION tag numbers of RFC 4120 5.10). */
 #define FE_KRB_AS_REQ 10
@@ -73,7 +74,8 @@
 #define FE_KRB_DEFAULT_TIMEOUT_MS 2000u
 #define FE_KRB_DEFAULT_MAX_MSG 65536u     /* largest request or reply body */
 #define FE_KRB_DEFAULT_MAX_UDP_REPLY 65507u /* largest datagram sent to a client */
-#define FE_KRB_MAX_QUEUED 8u              /* requests waiting on one TCP session */
+#define FE_KRB_MAX_QUEUED 8u              /* requests waiting on one TCP session,
+					     behind the one in flight */
 
 /* A wall clock in microseconds since the epoch, for the error's stime. */
 typedef uint64_t fe_krb_clock_fn(void *arg);
@@ -214,7 +216,9 @@ bool fe_krb_req_names(const uint8_t *buf, size_t len,
 /*
  * Encode a KRB-ERROR with error_code, stime/susec from now_us (microseconds
  * since the epoch) and the realm and sname of names (NULL, or a NULL field:
- * an empty realm, resp. an empty principal name) into out (cap bytes).
+ * an empty realm, resp. an empty principal name) into out (cap bytes), with
+ * an e-text saying why berth sent it (a length field too long, or no
+ * upstream answering: every other code).
  * Returns the length written, or 0 when it does not fit.
  */
 size_t fe_krb_error_encode(int32_t error_code, uint64_t now_us,

@@ -41,6 +41,8 @@ struct krb_query {
 	size_t reqlen, reqcap;
 	size_t up;                     /* index of the upstream being asked */
 	bool started;                  /* a queued TCP request waits until true */
+	bool last;                     /* the client sent more than the queue
+					  takes: close once this is answered */
 	/* UDP exchange. */
 	bool waiting_udp;
 	struct pool_handle h;

@@ -186,7 +186,13 @@ static void put_wrapped(struct der_out *o, uint8_t ctx, const uint8_t *tlv,
 	put_bytes(o, tlv, len);
 }
 
-static const char krb_error_text[] = "berth: no upstream KDC answered";
+/* The e-text of the errors berth makes itself. */
+static const char *error_text(int32_t error_code)
+{
+	return error_code == FE_KRB_ERR_FIELD_TOOLONG ?
+		"berth: request length field too long" :
+		"berth: no upstream KDC answered";
+}
 
 size_t fe_krb_error_encode(int32_t error_code, uint64_t now_us,
 			   const struct fe_krb_req_names *names, uint8_t *out,
@@ -229,9 +235,11 @@ size_t fe_krb_error_encode(int32_t error_code, uint64_t now_us,
 	put_int_field(&body, 0xa6, error_code);
 	put_wrapped(&body, 0xa9, realm, realm_len);
 	put_wrapped(&body, 0xaa, sname, sname_len);
-	put_header(&body, 0xab, sizeof(krb_error_text) + 1);
-	put_header(&body, 0x1b, sizeof(krb_error_text) - 1);
-	put_bytes(&body, krb_error_text, sizeof(krb_error_text) - 1);
+	const char *text = error_text(error_code);
+	size_t text_len = strlen(text);
+	put_header(&body, 0xab, text_len + 2);
+	put_header(&body, 0x1b, text_len);
+	put_bytes(&body, text, text_len);
 	if (!body.ok)
 		return 0;
 

@@ -255,12 +255,12 @@ static void conn_deliver(struct sess *s)
 					       &msg_len);
 		if (r == SESS_FRAME_NEED_MORE)
 			break;
-		if (r == SESS_FRAME_TOO_BIG) {
-			sess_close(s, SESS_CLOSE_TOO_BIG);
-			return;
-		}
 		if (r != SESS_FRAME_COMPLETE || msg_len == 0 || msg_len > avail) {
-			sess_close(s, SESS_CLOSE_MALFORMED);
+			enum sess_close_reason why = r == SESS_FRAME_TOO_BIG ?
+				SESS_CLOSE_TOO_BIG : SESS_CLOSE_MALFORMED;
+			if (svc->on_frame_error)
+				svc->on_frame_error(s, why, svc->arg);
+			sess_close(s, why);
 			return;
 		}
 		if (s->in_fifo) {

@@ -262,3 +262,59 @@ def test_listen_failure_names_file_and_line(berthd, free_port, tmp_path):
         line = text.splitlines().index(f"listen = 127.0.0.1:{port}") + 1
         assert f"{daemon.config}:{line}: [service kdc] listen: " \
                in daemon.stderr(), daemon.stderr()
+
+
+def read_frames(c, want, timeout=5.0):
+    """Up to `want` framed messages from c, then whether EOF followed."""
+    c.settimeout(timeout)
+    frames = []
+    buf = b""
+    eof = False
+    while True:
+        while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "big"):
+            n = int.from_bytes(buf[:4], "big")
+            frames.append(buf[4:4 + n])
+            buf = buf[4 + n:]
+        if eof or len(frames) > want:
+            return frames, eof
+        data = c.recv(65536)
+        if not data:
+            eof = True
+        buf += data
+
+
+@pytest.mark.parametrize("prefix", [b"\x80\x00\x00\x10", (100000).to_bytes(4, "big")])
+def test_bad_tcp_length_gets_field_toolong(relay, tmp_path, berthctl, prefix):
+    """RFC 4120 7.2.2: a length with the reserved high bit set (or more than
+    berth takes) gets KRB_ERR_FIELD_TOOLONG, then the close."""
+    _, _, port = relay
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(prefix + b"\x6a" * 16)
+        frames, eof = read_frames(c, 1)
+    assert len(frames) == 1 and eof, (frames, eof)
+    assert error_code(frames[0]) == 61
+    st = status(berthctl, tmp_path)
+    assert st["errors_sent"] == 1
+
+
+def test_pipelined_requests_all_answered_up_to_the_queue(relay, tmp_path,
+                                                         berthctl):
+    """Nine pipelined AS-REQs (one in flight, eight waiting) are all
+    answered; a tenth is one too many: the nine are still answered, then the
+    session closes."""
+    realm, _, port = relay
+    req = capture_as_req(realm, tmp_path)
+    framed = len(req).to_bytes(4, "big") + req
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(framed * 9)
+        frames, eof = read_frames(c, 8)
+    assert len(frames) == 9, len(frames)
+    assert all(error_code(f) == 25 for f in frames)  # PREAUTH_REQUIRED
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(framed * 10)
+        frames, eof = read_frames(c, 9)
+    assert len(frames) == 9 and eof, (len(frames), eof)
+    assert all(error_code(f) == 25 for f in frames)
+    st = status(berthctl, tmp_path)
+    assert st["dropped"] == 1
+    assert st["outstanding"] == 0

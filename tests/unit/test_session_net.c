@@ -414,6 +414,48 @@ static int emfile_child(void)
 	return 0;
 }
 
+/* on_frame_error: a framer's refusal gets the service's last word out
+ * (queued and flushed) before the close, with the reason it will close for. */
+static enum sess_close_reason frame_error_why;
+
+static void last_word(struct sess *s, enum sess_close_reason why, void *arg)
+{
+	(void)arg;
+	frame_error_why = why;
+	assert_int_equal(sess_send(s, (const uint8_t *)"NO", 2), 0);
+}
+
+static void test_frame_error_hook_answers_then_closes(void **state)
+{
+	(void)state;
+	static const uint8_t high_bit[] = { 0x80, 0, 0, 4, 'a', 'b', 'c', 'd' };
+	static const uint8_t too_big[] = { 0, 0, 2, 1, 'a' }; /* 513 > 512 */
+	const uint8_t *inputs[] = { high_bit, too_big };
+	const size_t lens[] = { sizeof(high_bit), sizeof(too_big) };
+	const enum sess_close_reason whys[] = { SESS_CLOSE_MALFORMED,
+						SESS_CLOSE_TOO_BIG };
+	for (int i = 0; i < 2; i++) {
+		struct fx *fx = fx_new();
+		struct sess_service svc = fx_service(fx, sess_frame_len32, 512);
+		svc.on_frame_error = last_word;
+		fx_listen_tcp(fx, &svc, NULL, NULL, false);
+		int c = fx_connect(fx);
+		fx_accept(fx);
+		struct sess *s = fx_sess_of(fx, c);
+		frame_error_why = SESS_CLOSE_REASONS;
+		fx_send(fx, c, s, inputs[i], lens[i]);
+		assert_int_equal(frame_error_why, whys[i]);
+		assert_true(loop_run_once(fx->loop) >= 0);
+		assert_int_equal(fx->closes, 1);
+		assert_int_equal(fx->close_why[0], whys[i]);
+		char got[4];
+		assert_int_equal(recv(c, got, sizeof(got), 0), 2);
+		assert_memory_equal(got, "NO", 2);
+		close(c);
+		fx_free(fx);
+	}
+}
+
 /* An accept that fails for want of kernel memory pauses the listener as
  * EMFILE does, rather than spinning on a listener that stays readable. */
 static void test_accept_nomem_pauses(void **state)
@@ -469,6 +511,7 @@ int main(void)
 		cmocka_unit_test(test_listen_from_fd_and_bind_error),
 		cmocka_unit_test(test_emfile_pauses_without_spinning),
 		cmocka_unit_test(test_accept_nomem_pauses),
+		cmocka_unit_test(test_frame_error_hook_answers_then_closes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
