@@ -120,6 +120,15 @@ void krb_query_finish(struct krb_query *q)
 	}
 }
 
+bool krb_reply_fits(const struct krb_query *q, int type)
+{
+	if (type == FE_KRB_ERROR)
+		return true;
+	int req = fe_krb_msg_type(q->req + 4, q->reqlen);
+	return (req == FE_KRB_AS_REQ && type == FE_KRB_AS_REP) ||
+	       (req == FE_KRB_TGS_REQ && type == FE_KRB_TGS_REP);
+}
+
 /* --- answers to the client --- */
 
 /* Send body (len bytes, no prefix) to q's client: a datagram or a frame. */

@@ -74,6 +74,10 @@
 #define FE_KRB_DEFAULT_TIMEOUT_MS 2000u
 #define FE_KRB_DEFAULT_MAX_MSG 65536u     /* largest request or reply body */
 #define FE_KRB_DEFAULT_MAX_UDP_REPLY 65507u /* largest datagram sent to a client */
+/* After a UDP request gives an upstream up, its (pool socket, upstream)
+ * pair stays reserved this long at least (upstream_timeout when longer), so
+ * a slow KDC's late reply reaches no other client. */
+#define FE_KRB_LATE_MIN_MS 10000u
 #define FE_KRB_MAX_QUEUED 8u              /* requests waiting on one TCP session,
 					     behind the one in flight */
 
@@ -109,7 +113,10 @@ struct fe_krb_stats {
 	uint64_t too_big_retries;    /* UDP requests retried over TCP */
 	uint64_t too_big_relayed;    /* TCP answer too long: error relayed */
 	uint64_t errors_sent;        /* KDC_ERR_SVC_UNAVAILABLE replies */
-	uint64_t unmatched;          /* upstream datagrams nobody waited for */
+	uint64_t unmatched;          /* upstream datagrams nobody waited for,
+					including replies of the wrong type for
+					the request waiting (an AS-REP to a
+					TGS-REQ) */
 	uint64_t late_replies;       /* replies after their query gave up, dropped */
 	uint64_t malformed;          /* requests not relayed, replies dropped */
 	uint64_t pool_busy;          /* no free (socket, upstream) pair */

@@ -59,6 +59,13 @@ struct krb_query {
 	struct wheel_timer timer;
 };
 
+/*
+ * Could a KDC message of type (FE_KRB_AS_REP, FE_KRB_TGS_REP or
+ * FE_KRB_ERROR) answer q's request?  An error answers either; a reply only
+ * the request of its kind.
+ */
+bool krb_reply_fits(const struct krb_query *q, int type);
+
 struct fe_krb {
 	struct loop *loop;
 	struct pool *pool;

@@ -38,7 +38,9 @@ static void tcp_read(struct krb_query *q)
 		size_t mlen = 0;
 		enum sess_frame f = sess_frame_len32(q->in, q->inlen, k->max_msg, &mlen);
 		if (f == SESS_FRAME_COMPLETE) {
-			if (fe_krb_msg_type(q->in + 4, mlen - 4) < 0) {
+			int type = fe_krb_msg_type(q->in + 4, mlen - 4);
+			if ((type != FE_KRB_AS_REP && type != FE_KRB_TGS_REP &&
+			     type != FE_KRB_ERROR) || !krb_reply_fits(q, type)) {
 				k->st.malformed++;
 				krb_upstream_failed(q);
 			} else {

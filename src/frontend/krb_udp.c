@@ -114,8 +114,8 @@ static void on_late_expired(struct wheel_timer *t, void *ctx)
 }
 
 /*
- * Reserve (h's socket, upstream up) for the upstream timeout, taking over
- * the handle h.  False, with h still the caller's, when there is no memory.
+ * Reserve (h's socket, upstream up) for the upstream timeout, and at least
+ * FE_KRB_LATE_MIN_MS, taking over the handle h.  False, with h still the caller's, when there is no memory.
  */
 static bool late_keep(struct fe_krb *k, const struct pool_handle *h, size_t up)
 {
@@ -126,7 +126,8 @@ static bool late_keep(struct fe_krb *k, const struct pool_handle *h, size_t up)
 	*l = (struct krb_late){ .k = k, .next = *head, .h = *h, .up = up };
 	*head = l;
 	wheel_timer_init(&l->timer, on_late_expired);
-	loop_timer_start_in(k->loop, &l->timer, k->timeout_ms);
+	loop_timer_start_in(k->loop, &l->timer, k->timeout_ms > FE_KRB_LATE_MIN_MS ?
+			    k->timeout_ms : FE_KRB_LATE_MIN_MS);
 	return true;
 }
 
@@ -221,6 +222,12 @@ bool fe_krb_pool_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
 	if (type != FE_KRB_AS_REP && type != FE_KRB_TGS_REP && type != FE_KRB_ERROR) {
 		/* Not a KDC reply: keep waiting for the real one. */
 		k->st.malformed++;
+		return true;
+	}
+	if (!krb_reply_fits(q, type)) {
+		/* A KDC reply, but not to this request (a reply to an earlier
+		 * client's, later than its reservation): keep waiting. */
+		k->st.unmatched++;
 		return true;
 	}
 	udp_answered(q);

@@ -666,6 +666,55 @@ static void test_late_reply_not_given_to_next_query(void **state)
 	rig_down(&r);
 }
 
+/*
+ * A slow KDC: upstream 0 answers A's request 1.2 s after it was sent, later
+ * than twice upstream_timeout, while B asks on the only pool socket.  The
+ * pair stays reserved for FE_KRB_LATE_MIN_MS, so B goes to upstream 1 and
+ * A's answer reaches nobody.  A reply of the wrong kind for B's AS-REQ (a
+ * TGS-REP) is not B's either.
+ */
+static void test_slow_or_wrong_kind_reply_kept_from_others(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_up(&r, 1, 0);
+	uint8_t buf[4096];
+	struct sockaddr_in from, pool_addr;
+	struct fe_krb_stats st;
+	static const uint8_t late_a[] = { 0x6b, 0x03, 0x30, 0x01, 0xaa };
+	static const uint8_t rep_a[] = { 0x6b, 0x03, 0x30, 0x01, 0xa1 };
+	static const uint8_t tgs_rep[] = { 0x6d, 0x03, 0x30, 0x01, 0xcc };
+	static const uint8_t rep_b[] = { 0x6b, 0x03, 0x30, 0x01, 0xb1 };
+
+	client_asks(&r, 0);
+	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &pool_addr), (ssize_t)r.reqlen);
+	run_at(&r, START_MS + TIMEOUT_MS);
+	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
+	assert_true(upstream_answers(&r, 1, &pool_addr, rep_a, sizeof(rep_a)));
+	assert_int_equal(recv_now(r.client[0], buf, sizeof(buf), &from), sizeof(rep_a));
+
+	run_at(&r, START_MS + 1100);
+	client_asks(&r, 1);
+	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), -1);
+	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
+	run_at(&r, START_MS + 1200);
+	assert_true(upstream_answers(&r, 0, &pool_addr, late_a, sizeof(late_a)));
+	assert_true(upstream_answers(&r, 1, &pool_addr, tgs_rep, sizeof(tgs_rep)));
+	assert_int_equal(recv_now(r.client[1], buf, sizeof(buf), &from), -1);
+	fe_krb_get_stats(r.krb, &st);
+	assert_int_equal(st.late_replies, 1);
+	assert_int_equal(st.unmatched, 1);
+	assert_int_equal(st.outstanding, 1);
+
+	assert_true(upstream_answers(&r, 1, &pool_addr, rep_b, sizeof(rep_b)));
+	assert_int_equal(recv_now(r.client[1], buf, sizeof(buf), &from), sizeof(rep_b));
+	assert_memory_equal(buf, rep_b, sizeof(rep_b));
+	fe_krb_get_stats(r.krb, &st);
+	assert_int_equal(st.replies, 2);
+	assert_int_equal(st.outstanding, 0);
+	rig_down(&r);
+}
+
 static uint32_t pool_outstanding(struct rig *r)
 {
 	struct pool_stats ps;
@@ -675,7 +724,8 @@ static uint32_t pool_outstanding(struct rig *r)
 
 /*
  * The (socket, upstream) pair a timed-out query leaves stays reserved for
- * upstream_timeout, holding its pool handle, and is free again after.
+ * upstream_timeout and at least FE_KRB_LATE_MIN_MS (10 s, here the longer),
+ * holding its pool handle, and is free again after.
  */
 static void test_late_grace_expiry(void **state)
 {
@@ -698,7 +748,8 @@ static void test_late_grace_expiry(void **state)
 	assert_int_equal(pool_outstanding(&r), 1);
 
 	/* Just before the grace period ends: upstream 0 is skipped. */
-	run_at(&r, START_MS + 2 * TIMEOUT_MS - 1);
+	const uint64_t free_at = START_MS + TIMEOUT_MS + FE_KRB_LATE_MIN_MS;
+	run_at(&r, free_at - 1);
 	client_asks(&r, 1);
 	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), -1);
 	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
@@ -709,7 +760,7 @@ static void test_late_grace_expiry(void **state)
 
 	/* At its end the socket goes back and upstream 0 takes queries on it
 	 * again, answers included. */
-	run_at(&r, START_MS + 2 * TIMEOUT_MS);
+	run_at(&r, free_at);
 	assert_int_equal(pool_outstanding(&r), 0);
 	client_asks(&r, 0);
 	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
@@ -726,7 +777,7 @@ static void test_late_grace_expiry(void **state)
 	 * which rig_down checks. */
 	client_asks(&r, 1);
 	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
-	run_at(&r, START_MS + 3 * TIMEOUT_MS);
+	run_at(&r, free_at + TIMEOUT_MS);
 	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
 	assert_int_equal(pool_outstanding(&r), 2);
 	rig_down(&r);
@@ -847,6 +898,7 @@ int main(void)
 		cmocka_unit_test(test_error_reply_without_req_body),
 		cmocka_unit_test(test_late_reply_not_given_to_next_query),
 		cmocka_unit_test(test_late_grace_expiry),
+		cmocka_unit_test(test_slow_or_wrong_kind_reply_kept_from_others),
 		cmocka_unit_test(test_too_big_retry_fits),
 		cmocka_unit_test(test_too_big_retry_too_long),
 	};
