@@ -609,6 +609,25 @@ static void test_error_reply_without_req_body(void **state)
 }
 
 /*
+ * Client 0 (A) asks on a pool of one socket: upstream 0 gets the request
+ * and stays silent; at upstream_timeout it goes to upstream 1, whose answer
+ * A gets.  *pool_addr: the pool socket's address.
+ */
+static void a_gives_up_upstream_0(struct rig *r, struct sockaddr_in *pool_addr)
+{
+	static const uint8_t rep_a[] = { 0x6b, 0x03, 0x30, 0x01, 0xa1 };
+	uint8_t buf[4096];
+	struct sockaddr_in from;
+	client_asks(r, 0);
+	assert_int_equal(recv_now(r->up[0], buf, sizeof(buf), pool_addr), (ssize_t)r->reqlen);
+	run_at(r, START_MS + TIMEOUT_MS);
+	assert_int_equal(recv_now(r->up[1], buf, sizeof(buf), &from), (ssize_t)r->reqlen);
+	assert_true(upstream_answers(r, 1, pool_addr, rep_a, sizeof(rep_a)));
+	assert_int_equal(recv_now(r->client[0], buf, sizeof(buf), &from), sizeof(rep_a));
+	assert_memory_equal(buf, rep_a, sizeof(rep_a));
+}
+
+/*
  * A late reply on a pool of one socket: A's query to upstream 0 times out
  * and moves on to upstream 1 (answered there); B asks 600 ms in, and
  * upstream 0's late answer to A comes at 700 ms.  The (socket, upstream 0)
@@ -624,17 +643,9 @@ static void test_late_reply_not_given_to_next_query(void **state)
 	struct sockaddr_in from, pool_addr;
 	struct fe_krb_stats st;
 	static const uint8_t late_a[] = { 0x6b, 0x03, 0x30, 0x01, 0xaa };
-	static const uint8_t rep_a[] = { 0x6b, 0x03, 0x30, 0x01, 0xa1 };
 	static const uint8_t rep_b[] = { 0x6b, 0x03, 0x30, 0x01, 0xb1 };
 
-	client_asks(&r, 0);
-	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &pool_addr), (ssize_t)r.reqlen);
-	run_at(&r, START_MS + TIMEOUT_MS);
-	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
-	run_at(&r, START_MS + 550);
-	assert_true(upstream_answers(&r, 1, &pool_addr, rep_a, sizeof(rep_a)));
-	assert_int_equal(recv_now(r.client[0], buf, sizeof(buf), &from), sizeof(rep_a));
-	assert_memory_equal(buf, rep_a, sizeof(rep_a));
+	a_gives_up_upstream_0(&r, &pool_addr);
 
 	/* B cannot use the socket for upstream 0 while A's answer may still
 	 * come on it: it goes to upstream 1 instead. */
@@ -682,16 +693,10 @@ static void test_slow_or_wrong_kind_reply_kept_from_others(void **state)
 	struct sockaddr_in from, pool_addr;
 	struct fe_krb_stats st;
 	static const uint8_t late_a[] = { 0x6b, 0x03, 0x30, 0x01, 0xaa };
-	static const uint8_t rep_a[] = { 0x6b, 0x03, 0x30, 0x01, 0xa1 };
 	static const uint8_t tgs_rep[] = { 0x6d, 0x03, 0x30, 0x01, 0xcc };
 	static const uint8_t rep_b[] = { 0x6b, 0x03, 0x30, 0x01, 0xb1 };
 
-	client_asks(&r, 0);
-	assert_int_equal(recv_now(r.up[0], buf, sizeof(buf), &pool_addr), (ssize_t)r.reqlen);
-	run_at(&r, START_MS + TIMEOUT_MS);
-	assert_int_equal(recv_now(r.up[1], buf, sizeof(buf), &from), (ssize_t)r.reqlen);
-	assert_true(upstream_answers(&r, 1, &pool_addr, rep_a, sizeof(rep_a)));
-	assert_int_equal(recv_now(r.client[0], buf, sizeof(buf), &from), sizeof(rep_a));
+	a_gives_up_upstream_0(&r, &pool_addr);
 
 	run_at(&r, START_MS + 1100);
 	client_asks(&r, 1);
