@@ -302,6 +302,18 @@ static size_t client_answer(struct env *e, uint8_t *buf, size_t size,
 	return (size_t)n;
 }
 
+/* Upstream connection up answers the next query on it with nans A records;
+ * returns the answer's length. */
+static size_t upstream_answers_next(struct env *e, int up, unsigned nans)
+{
+	uint8_t q[600], r[600];
+	ssize_t qlen = recv_frame(e, up, q, sizeof(q));
+	assert_true(qlen > 0);
+	size_t rlen = make_reply(r, q, (size_t)qlen, nans);
+	send_frame(up, r, rlen);
+	return rlen;
+}
+
 static void test_tcp_client_goes_upstream_over_tcp(void **state)
 {
 	(void)state;
@@ -414,16 +426,13 @@ static void test_upstream_closes_mid_flight_retried(void **state)
 	client_ask(e, 0x1234, "www.example.test");
 	int up = up_accept(e, 0, PUMPS);
 	assert_true(up >= 0);
-	uint8_t q[600], r[600], got[600];
+	uint8_t q[600], got[600];
 	assert_true(recv_frame(e, up, q, sizeof(q)) > 0);
 	close(up);
 	/* The same upstream again, on a new connection. */
 	up = up_accept(e, 0, PUMPS);
 	assert_true(up >= 0);
-	ssize_t qlen = recv_frame(e, up, q, sizeof(q));
-	assert_true(qlen > 0);
-	size_t rlen = make_reply(r, q, (size_t)qlen, 1);
-	send_frame(up, r, rlen);
+	upstream_answers_next(e, up, 1);
 	struct dns_msg m;
 	client_answer(e, got, sizeof(got), &m);
 	assert_int_equal(m.hdr.id, 0x1234);
@@ -445,7 +454,7 @@ static void test_second_loss_moves_to_next_upstream(void **state)
 	(void)state;
 	struct env *e = env_new(2);
 	client_ask(e, 0x2222, "www.example.test");
-	uint8_t q[600], r[600], got[600];
+	uint8_t q[600], got[600];
 	for (int i = 0; i < 2; i++) {
 		int up = up_accept(e, 0, PUMPS);
 		assert_true(up >= 0);
@@ -454,10 +463,7 @@ static void test_second_loss_moves_to_next_upstream(void **state)
 	}
 	int up = up_accept(e, 1, PUMPS);
 	assert_true(up >= 0);
-	ssize_t qlen = recv_frame(e, up, q, sizeof(q));
-	assert_true(qlen > 0);
-	size_t rlen = make_reply(r, q, (size_t)qlen, 1);
-	send_frame(up, r, rlen);
+	upstream_answers_next(e, up, 1);
 	struct dns_msg m;
 	client_answer(e, got, sizeof(got), &m);
 	assert_int_equal(m.hdr.id, 0x2222);
@@ -596,11 +602,8 @@ static void test_idle_connection_closed(void **state)
 	client_ask(e, 1, "www.example.test");
 	int up = up_accept(e, 0, PUMPS);
 	assert_true(up >= 0);
-	uint8_t q[600], r[600], got[600];
-	ssize_t qlen = recv_frame(e, up, q, sizeof(q));
-	assert_true(qlen > 0);
-	size_t rlen = make_reply(r, q, (size_t)qlen, 1);
-	send_frame(up, r, rlen);
+	uint8_t q[600], got[600];
+	upstream_answers_next(e, up, 1);
 	struct dns_msg m;
 	client_answer(e, got, sizeof(got), &m);
 	uint64_t t = fake_now;
@@ -854,7 +857,7 @@ static void test_tcp_round_trip_allocates_nothing(void **state)
 {
 	(void)state;
 	struct env *e = env_new(1);
-	uint8_t q[600], r[600], got[600];
+	uint8_t got[600];
 	char name[64];
 	int up = -1;
 	unsigned long counted = 0;
@@ -867,10 +870,7 @@ static void test_tcp_round_trip_allocates_nothing(void **state)
 			up = up_accept(e, 0, PUMPS);
 			assert_true(up >= 0);
 		}
-		ssize_t qlen = recv_frame(e, up, q, sizeof(q));
-		assert_true(qlen > 0);
-		size_t rlen = make_reply(r, q, (size_t)qlen, 1);
-		send_frame(up, r, rlen);
+		size_t rlen = upstream_answers_next(e, up, 1);
 		struct dns_msg m;
 		assert_int_equal(client_answer(e, got, sizeof(got), &m), rlen);
 		assert_int_equal(m.hdr.id, (uint16_t)i);
