@@ -24,6 +24,15 @@ static uint64_t clock_realtime_us(void *arg)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* The 4-byte length prefix of a Kerberos TCP message (RFC 4120 7.2.2). */
+static void put_len32(uint8_t *p, size_t len)
+{
+	p[0] = (uint8_t)(len >> 24);
+	p[1] = (uint8_t)(len >> 16);
+	p[2] = (uint8_t)(len >> 8);
+	p[3] = (uint8_t)len;
+}
+
 /* --- query objects --- */
 
 static struct krb_query *query_new(struct fe_krb *k, const uint8_t *body,
@@ -50,10 +59,7 @@ static struct krb_query *query_new(struct fe_krb *k, const uint8_t *body,
 	*q = (struct krb_query){ .k = k, .req = q->req, .reqcap = q->reqcap,
 				 .in = q->in, .incap = q->incap, .tfd = -1,
 				 .reqlen = len, .next = k->live };
-	q->req[0] = (uint8_t)(len >> 24);
-	q->req[1] = (uint8_t)(len >> 16);
-	q->req[2] = (uint8_t)(len >> 8);
-	q->req[3] = (uint8_t)len;
+	put_len32(q->req, len);
 	memcpy(q->req + 4, body, len);
 	wheel_timer_init(&q->timer, on_timeout);
 	if (k->live)
@@ -144,10 +150,7 @@ void krb_answer(struct krb_query *q, const uint8_t *body, size_t len,
 				sess_close(q->sess, SESS_CLOSE_IO_ERROR);
 				return;
 			}
-			buf[0] = (uint8_t)(len >> 24);
-			buf[1] = (uint8_t)(len >> 16);
-			buf[2] = (uint8_t)(len >> 8);
-			buf[3] = (uint8_t)len;
+			put_len32(buf, len);
 			memcpy(buf + 4, body, len);
 			sess_send(q->sess, buf, len + 4);
 			free(buf);
@@ -358,10 +361,7 @@ static void cb_frame_error(struct sess *s, enum sess_close_reason why, void *arg
 				       sizeof(buf) - 4);
 	if (!n)
 		return;
-	buf[0] = (uint8_t)(n >> 24);
-	buf[1] = (uint8_t)(n >> 16);
-	buf[2] = (uint8_t)(n >> 8);
-	buf[3] = (uint8_t)n;
+	put_len32(buf, n);
 	k->st.errors_sent++;
 	sess_send(s, buf, n + 4);
 }

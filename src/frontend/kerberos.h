@@ -112,7 +112,8 @@ struct fe_krb_stats {
 	uint64_t failovers;          /* moves to the next upstream */
 	uint64_t too_big_retries;    /* UDP requests retried over TCP */
 	uint64_t too_big_relayed;    /* TCP answer too long: error relayed */
-	uint64_t errors_sent;        /* KDC_ERR_SVC_UNAVAILABLE replies */
+	uint64_t errors_sent;        /* KRB-ERRORs berth made: SVC_UNAVAILABLE,
+					and FIELD_TOOLONG to a bad TCP length */
 	uint64_t unmatched;          /* upstream datagrams nobody waited for,
 					including replies of the wrong type for
 					the request waiting (an AS-REP to a
