@@ -1,14 +1,27 @@
 /*
  * berthctl check: what in the running system contradicts the port plan.
  *
- * Conflicts (exit 1): a reserved port some local socket holds right now,
- * named with the process that holds it and where the reservation came from;
- * a pool larger than the ports the plan leaves to it.  Warnings (exit 0):
- * reserved ports the kernel does not reserve, so its ephemeral allocator may
- * hand them to any outgoing connection until `berthctl apply` is run.
+ * Conflicts (exit 1): a reserved port held by what a port allocator hands
+ * out, named with the process that holds it and where the reservation came
+ * from; a pool larger than the ports the plan leaves to it.  Warnings (exit
+ * 0): reserved ports the kernel does not reserve, so its ephemeral allocator
+ * may hand them to any outgoing connection until `berthctl apply` is run.
+ *
+ * A reserved port is kept for a service that listens on it, so a listening
+ * socket there (TCP LISTEN, an unconnected UDP socket) is the port in use,
+ * not taken: it is listed as "in use" and is no conflict.  What is one:
+ *   - the client end of a connection (a TCP connection, or a connected UDP
+ *     socket, with no listener of its protocol on the port): an ephemeral
+ *     allocator, the kernel's or a program's, gave the port out;
+ *   - berthd holding a reserved port that none of the config's services
+ *     listens on: its pool drew the port (reserved after berthd started, say).
+ * A program other than berthd that binds a reserved port by mistake looks
+ * the same as the service itself; the "in use" lines name it for a person
+ * to judge.
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -67,8 +80,44 @@ static void format_origin(const struct plan *plan, uint16_t port, char *buf,
 	}
 }
 
-static void print_conflict(const struct plan *plan,
-			   const struct procnet_sock *s, FILE *out)
+/* How check sees one socket on a reserved port. */
+enum holding {
+	HOLDING_SERVED,   /* a connection of a listener on the port: not shown */
+	HOLDING_IN_USE,   /* a listening socket: the service the port is for */
+	HOLDING_POOL,     /* berthd on a port none of its services listens on */
+	HOLDING_EPHEMERAL /* the client end of a connection */
+};
+
+/* True when s waits for peers on its port: a TCP listener, or a UDP socket
+ * not connected to one peer. */
+static bool listens(const struct procnet_sock *s)
+{
+	if (s->proto == IPPROTO_TCP)
+		return s->state == PROCNET_LISTEN;
+	return s->state != PROCNET_ESTABLISHED;
+}
+
+/* The ports some socket listens on, by protocol. */
+struct listeners {
+	struct portset tcp, udp;
+};
+
+static enum holding classify(const struct plan *plan,
+			     const struct listeners *ls,
+			     const struct procnet_sock *s)
+{
+	if (s->pid >= 0 && !strcmp(s->comm, "berthd") &&
+	    !portset_has(&plan->listen, s->port))
+		return HOLDING_POOL;
+	if (listens(s))
+		return HOLDING_IN_USE;
+	const struct portset *served = s->proto == IPPROTO_TCP ? &ls->tcp : &ls->udp;
+	return portset_has(served, s->port) ? HOLDING_SERVED : HOLDING_EPHEMERAL;
+}
+
+static void print_holding(const struct plan *plan,
+			  const struct procnet_sock *s, enum holding h,
+			  FILE *out)
 {
 	char origin[160];
 	char holder[64];
@@ -79,25 +128,41 @@ static void print_conflict(const struct plan *plan,
 			 s->comm);
 	else
 		snprintf(holder, sizeof(holder), "an unknown process");
-	fprintf(out, "conflict: reserved port %u/%s%s is held by %s on %s%s%s:%u (%s)\n",
-		(unsigned)s->port, procnet_proto_name(s), origin, holder,
+	fprintf(out, "%s: reserved port %u/%s%s is held by %s on %s%s%s:%u (%s)",
+		h == HOLDING_IN_USE ? "in use" : "conflict", (unsigned)s->port,
+		procnet_proto_name(s), origin, holder,
 		s->family == AF_INET6 ? "[" : "", s->addr,
 		s->family == AF_INET6 ? "]" : "", (unsigned)s->port,
 		procnet_state_name(s));
+	if (h == HOLDING_POOL)
+		fprintf(out, ": no service of this config listens there, so "
+			     "berthd's pool took it; \"berthctl release %u\" "
+			     "gives it back\n", (unsigned)s->port);
+	else if (h == HOLDING_EPHEMERAL)
+		fputs(": the client end of a connection, so a port allocator "
+		      "handed it out\n", out);
+	else
+		fputc('\n', out);
 }
 
 /*
- * Report every reserved port a local socket holds.  Returns the number of
- * conflicts, or -1 after printing why /proc could not be read.
+ * Report every reserved port a local socket holds: conflicts, and listening
+ * sockets as "in use".  Returns the number of conflicts, or -1 after
+ * printing why /proc could not be read.
  */
 static long check_held(const struct plan *plan, const char *proc_root,
 		       FILE *out, FILE *err)
 {
 	struct procnet_sock *v = NULL;
 	struct procnet_stats stats = { 0 };
-	size_t n = 0, held = 0;
-	long rc = -1;
+	struct listeners *ls = calloc(1, sizeof(*ls));
+	size_t n = 0, held = 0, in_use = 0;
+	long rc = -1, conflicts = 0;
 
+	if (!ls) {
+		fputs("berthctl: check: out of memory\n", err);
+		goto out;
+	}
 	int e = procnet_list(proc_root, PROCNET_TCP | PROCNET_UDP, &v, &n,
 			     &stats);
 	if (e < 0) {
@@ -105,10 +170,15 @@ static long check_held(const struct plan *plan, const char *proc_root,
 			     "%s/net: %s\n", proc_root, strerror(-e));
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (portset_has(&plan->reserved, v[i].port) &&
-		    procnet_holds(&v[i]))
-			v[held++] = v[i];
+	for (size_t i = 0; i < n; i++) {
+		if (!portset_has(&plan->reserved, v[i].port) ||
+		    !procnet_holds(&v[i]))
+			continue;
+		if (listens(&v[i]))
+			portset_add(v[i].proto == IPPROTO_TCP ? &ls->tcp : &ls->udp,
+				    v[i].port);
+		v[held++] = v[i];
+	}
 	e = procnet_owners(proc_root, v, held, &stats);
 	if (e < 0) {
 		fprintf(err, "berthctl: check: cannot list the processes in %s: "
@@ -116,14 +186,27 @@ static long check_held(const struct plan *plan, const char *proc_root,
 		goto out;
 	}
 	qsort(v, held, sizeof(*v), cmp_conflict);
-	for (size_t i = 0; i < held; i++)
-		print_conflict(plan, &v[i], out);
+	for (size_t i = 0; i < held; i++) {
+		enum holding h = classify(plan, ls, &v[i]);
+		if (h == HOLDING_SERVED)
+			continue;
+		print_holding(plan, &v[i], h, out);
+		if (h == HOLDING_IN_USE)
+			in_use++;
+		else
+			conflicts++;
+	}
+	if (in_use > 0)
+		fputs("note: a socket listening on a reserved port is taken to "
+		      "be the service the port is kept for; check that each "
+		      "program \"in use\" names is that service\n", out);
 	if (stats.unowned > 0 && stats.hidden_procs > 0)
 		fprintf(err, "berthctl: note: some owners are hidden (%zu "
 			     "processes could not be read): run as root\n",
 			stats.hidden_procs);
-	rc = (long)held;
+	rc = conflicts;
 out:
+	free(ls);
 	free(v);
 	return rc;
 }

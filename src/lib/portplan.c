@@ -589,6 +589,7 @@ struct plan *plan_build(const struct plan_spec *spec,
 	portset_add_range(&b.plan->dynamic, b.plan->dynamic_lo, b.plan->dynamic_hi);
 	b.plan->allowed = b.plan->dynamic;
 	portset_diff(&b.plan->allowed, &b.plan->reserved);
+	b.plan->listen = spec->listen;
 	b.plan->pool_room = b.plan->allowed;
 	portset_diff(&b.plan->pool_room, &spec->listen);
 	if (check_pool_fit(&b) < 0)

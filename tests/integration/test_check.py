@@ -1,38 +1,129 @@
-"""berthctl check: a reserved port held by this test process is a conflict.
+"""berthctl check: who holds the reserved ports, judged from /proc.
 
-This needs the config loader (berthctl -c FILE); until it exists these tests
-fail at loading the config.
+A socket listening on a reserved port (a TCP listener, an unconnected UDP
+socket) is taken to be the service the port is kept for: "in use", exit 0.
+The client end of a connection on a reserved port, and berthd's pool holding
+one, are conflicts: exit 1.
 """
 
 import os
 import socket
 
+import pytest
 
-def write_config(tmp_path, port):
+from test_pool import pool_listing
+
+
+def write_config(tmp_path, port, extra=""):
     config = tmp_path / "berth.conf"
     config.write_text(
         "[ports]\n"
         "dynamic_range = 49152-65535\n"
-        f"reserved = {port}\n")
+        f"reserved = {port}\n" + extra)
     return config
 
 
-def test_held_reserved_port_is_a_conflict(berthctl, free_port, own_comm,
-                                          tmp_path):
+def lines(text, prefix):
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def test_listening_socket_on_reserved_port_is_in_use(berthctl, free_port,
+                                                     own_comm, tmp_path):
     port = free_port("udp")
     config = write_config(tmp_path, port)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", port))
         r = berthctl("-c", config, "check")
-    assert r.returncode == 1, r.stdout + r.stderr
-    conflicts = [line for line in r.stdout.splitlines()
-                 if line.startswith("conflict:")]
-    assert len(conflicts) == 1, r.stdout
-    line = conflicts[0]
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not lines(r.stdout, "conflict:"), r.stdout
+    in_use = lines(r.stdout, "in use:")
+    assert len(in_use) == 1, r.stdout
+    line = in_use[0]
     assert f"reserved port {port}/udp" in line
     assert f"pid {os.getpid()} ({own_comm})" in line
-    assert f"127.0.0.1:{port}" in line
+    assert f"127.0.0.1:{port} (bound)" in line
+    assert r.stdout.splitlines()[-1] == "ok: no conflicts", r.stdout
+
+
+@pytest.mark.parametrize("kind", ["udp", "tcp"])
+def test_client_end_on_reserved_port_is_a_conflict(berthctl, free_port,
+                                                   own_comm, tmp_path, kind):
+    """A socket connected from a reserved port is what an ephemeral
+    allocator does, never a service: a conflict, whatever holds it."""
+    port = free_port(kind)
+    config = write_config(tmp_path, port)
+    stype = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server, \
+            socket.socket(socket.AF_INET, stype) as client:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        client.bind(("127.0.0.1", port))
+        client.connect(server.getsockname())
+        r = berthctl("-c", config, "check")
+    assert r.returncode == 1, r.stdout + r.stderr
+    conflicts = lines(r.stdout, "conflict:")
+    assert len(conflicts) == 1, r.stdout
+    line = conflicts[0]
+    state = "connected" if kind == "udp" else "established"
+    assert f"reserved port {port}/{kind}" in line
+    assert f"pid {os.getpid()} ({own_comm})" in line
+    assert f"127.0.0.1:{port} ({state}): the client end of a connection" in line
     assert "ok:" not in r.stdout
+
+
+def test_berthd_pool_on_reserved_port_is_a_conflict(berthd, berthctl,
+                                                    free_port, tmp_path):
+    """The README's recovery: a port berthd's pool holds is reserved after
+    start-up; check names berthd and the release that gives the port back,
+    and after the release it is clean.  berthd listening on its own service
+    port, reserved too, is in use."""
+    listen = free_port("udp")
+    sock = tmp_path / "berth.sock"
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.1 check.example\n")
+    daemon = berthd(f"""
+[ports]
+dynamic_range = 40000-40999
+[pool]
+size = 20
+[service dns]
+protocol = dns
+listen = 127.0.0.1:{listen}
+hosts = {hosts}
+[control]
+socket = {sock}
+""", lambda d: sock.exists())
+    _, sockets = pool_listing(berthctl, sock)
+    taken = sockets[0][0]
+    config = tmp_path / "check.conf"
+    config.write_text(daemon.config.read_text().replace(
+        "dynamic_range = 40000-40999",
+        f"dynamic_range = 40000-40999\nreserved = {taken}, {listen}"))
+
+    line_no = config.read_text().splitlines().index(
+        f"reserved = {taken}, {listen}") + 1
+
+    r = berthctl("-c", config, "check")
+    assert r.returncode == 1, r.stdout + r.stderr
+    conflicts = lines(r.stdout, "conflict:")
+    assert conflicts == [
+        f"conflict: reserved port {taken}/udp (config {config}:{line_no}) is held by "
+        f"pid {daemon.pid} (berthd) on 0.0.0.0:{taken} (bound): no service of "
+        f"this config listens there, so berthd's pool took it; "
+        f"\"berthctl release {taken}\" gives it back"], r.stdout
+    in_use = lines(r.stdout, "in use:")
+    assert len(in_use) == 2, r.stdout
+    for kind, state, line in zip(["tcp", "udp"], ["listen", "bound"], in_use):
+        assert (f"reserved port {listen}/{kind}" in line
+                and f"pid {daemon.pid} (berthd) on 127.0.0.1:{listen} "
+                    f"({state})" in line), r.stdout
+
+    out = berthctl("-s", sock, "release", str(taken))
+    assert out.returncode == 0, out.stderr
+    r = berthctl("-c", config, "check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not lines(r.stdout, "conflict:"), r.stdout
+    assert r.stdout.splitlines()[-1] == "ok: no conflicts", r.stdout
 
 
 def test_released_port_is_ok(berthctl, free_port, tmp_path):

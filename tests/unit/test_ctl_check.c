@@ -202,20 +202,111 @@ static void test_held_reserved_ports(void **state)
 	kernel_reserves(f->plan, "1433,4500,5300,50000-50001");
 	assert_int_equal(run_check(f, NULL), CTL_FINDING);
 	assert_string_equal(f->out,
-		"conflict: reserved port 4500/tcp (catalog sbs: ipsec-nat-t IPsec "
+		"in use: reserved port 4500/tcp (catalog sbs: ipsec-nat-t IPsec "
 		"NAT traversal) is held by an unknown process on "
 		"[::ffff:127.0.0.1]:4500 (listen)\n"
-		"conflict: reserved port 4500/udp (catalog sbs: ipsec-nat-t IPsec "
+		"in use: reserved port 4500/udp (catalog sbs: ipsec-nat-t IPsec "
 		"NAT traversal) is held by pid 200 (charon) on 0.0.0.0:4500 "
 		"(bound)\n"
 		"conflict: reserved port 5300/tcp (config test.conf:7) is held by "
-		"pid 100 (berthd) on 127.0.0.1:5300 (listen)\n"
+		"pid 100 (berthd) on 127.0.0.1:5300 (listen): no service of this "
+		"config listens there, so berthd's pool took it; \"berthctl "
+		"release 5300\" gives it back\n"
 		"conflict: reserved port 5300/udp (config test.conf:7) is held by "
-		"pid 100 (berthd) on 127.0.0.1:5300 (bound)\n"
+		"pid 100 (berthd) on 127.0.0.1:5300 (bound): no service of this "
+		"config listens there, so berthd's pool took it; \"berthctl "
+		"release 5300\" gives it back\n"
 		"conflict: reserved port 50000/tcp (kernel ip_local_reserved_ports) "
-		"is held by an unknown process on 127.0.0.1:50000 (established)\n");
+		"is held by an unknown process on 127.0.0.1:50000 (established): "
+		"the client end of a connection, so a port allocator handed it "
+		"out\n"
+		"note: a socket listening on a reserved port is taken to be the "
+		"service the port is kept for; check that each program \"in "
+		"use\" names is that service\n");
 	expect_in(f->err, "some owners are hidden");
 	expect_in(f->err, "run as root");
+}
+
+/* berthd listening on a port of its own config's services is that port's
+ * service, like any other listener; only the client end stays a conflict. */
+static void test_berthd_own_listen_port(void **state)
+{
+	struct fixture *f = *state;
+
+	reserve(f->plan, "5300, 50000");
+	kernel_reserves(f->plan, "5300, 50000");
+	portset_add(&f->plan->listen, 5300);
+	assert_int_equal(run_check(f, NULL), CTL_FINDING);
+	expect_in(f->out, "in use: reserved port 5300/tcp is "
+			  "held by pid 100 (berthd) on 127.0.0.1:5300 (listen)\n");
+	expect_in(f->out, "in use: reserved port 5300/udp is "
+			  "held by pid 100 (berthd) on 127.0.0.1:5300 (bound)\n");
+	expect_not_in(f->out, "conflict: reserved port 5300");
+	expect_in(f->out, "conflict: reserved port 50000/tcp");
+	expect_not_in(f->out, "ok:");
+}
+
+/* Replace the fixture's socket tables with net/tcp and net/udp of its own. */
+static void own_tables(struct fixture *f, const char *tcp, const char *udp)
+{
+	static const char head[] =
+		"  sl  local_address rem_address   st tx_queue rx_queue tr "
+		"tm->when retrnsmt   uid  timeout inode\n";
+	char p[PATH_MAX], text[1024];
+
+	make_path(f, p, sizeof(p), "net");
+	assert_int_equal(unlink(p), 0);
+	make_dir(f, "net");
+	snprintf(text, sizeof(text), "%s%s", head, tcp);
+	make_file(f, "net/tcp", text);
+	snprintf(text, sizeof(text), "%s%s", head, udp);
+	make_file(f, "net/udp", text);
+}
+
+/*
+ * Connections: one a listener on the reserved port accepted (served, not
+ * shown), one whose client end sits on a reserved port (a conflict), and
+ * connected UDP sockets, one on a port where an unconnected socket also
+ * listens (served) and one alone (a conflict).
+ */
+static void test_connections(void **state)
+{
+	struct fixture *f = *state;
+
+	own_tables(f,
+		/* 127.0.0.1:88 listen; 127.0.0.1:88 <- :50000; :4501 -> :53 */
+		"   0: 0100007F:0058 00000000:0000 0A 00000000:00000000 "
+		"00:00000000 00000000     0        0 1001 1 0\n"
+		"   1: 0100007F:0058 0100007F:C350 01 00000000:00000000 "
+		"00:00000000 00000000     0        0 1003 1 0\n"
+		"   2: 0100007F:1195 0100007F:0035 01 00000000:00000000 "
+		"00:00000000 00000000     0        0 3001 1 0\n",
+		/* 0.0.0.0:88 bound, 127.0.0.1:88 -> :5000, :464 -> :53 */
+		"   3: 00000000:0058 00000000:0000 07 00000000:00000000 "
+		"00:00000000 00000000     0        0 3002 2 0\n"
+		"   4: 0100007F:0058 0100007F:1388 01 00000000:00000000 "
+		"00:00000000 00000000     0        0 1002 2 0\n"
+		"   5: 0100007F:01D0 0100007F:0035 01 00000000:00000000 "
+		"00:00000000 00000000     0        0 3003 2 0\n");
+	reserve(f->plan, "88, 464, 4501, 50000");
+	portset_add(&f->plan->listen, 88);
+	kernel_reserves(f->plan, "88, 464, 4501, 50000");
+	assert_int_equal(run_check(f, NULL), CTL_FINDING);
+	expect_in(f->out, "in use: reserved port 88/tcp is held by pid 100 "
+			  "(berthd) on 127.0.0.1:88 (listen)\n");
+	expect_in(f->out, "in use: reserved port 88/udp is held by pid 200 "
+			  "(charon) on 0.0.0.0:88 (bound)\n");
+	expect_in(f->out, "conflict: reserved port 464/udp is held by an "
+			  "unknown process on 127.0.0.1:464 (connected): the "
+			  "client end of a connection");
+	expect_in(f->out, "conflict: reserved port 4501/tcp is held by pid 100 "
+			  "(berthd) on 127.0.0.1:4501 (established)");
+	/* The accepted TCP connection and the connected UDP socket on 88 are
+	 * the listeners' own traffic: neither is a line of its own. */
+	expect_not_in(f->out, "(established)\nin use");
+	expect_not_in(f->out, "88 (established)");
+	expect_not_in(f->out, "88 (connected)");
+	expect_not_in(f->out, "50000");
 }
 
 static void test_reservation_without_origin(void **state)
@@ -225,10 +316,10 @@ static void test_reservation_without_origin(void **state)
 	/* A plan with no res entries still names port, protocol and owner. */
 	reserve(f->plan, "4500");
 	kernel_reserves(f->plan, "4500");
-	assert_int_equal(run_check(f, NULL), CTL_FINDING);
-	expect_in(f->out, "conflict: reserved port 4500/udp is held by pid 200 "
+	assert_int_equal(run_check(f, NULL), CTL_OK);
+	expect_in(f->out, "in use: reserved port 4500/udp is held by pid 200 "
 			  "(charon)");
-	expect_not_in(f->out, "ok:");
+	expect_in(f->out, "ok: no conflicts\n");
 }
 
 static void test_pool_does_not_fit(void **state)
@@ -300,6 +391,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_clean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_held_reserved_ports, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_berthd_own_listen_port,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connections, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_reservation_without_origin,
 						setup, teardown),

@@ -445,6 +445,11 @@ static void test_pool_fit(void **state)
 	assert_int_equal(portset_count(&p->allowed), 90);
 	assert_int_equal(portset_count(&p->pool_room), 89);
 	assert_false(portset_has(&p->pool_room, 10050));
+	/* berthctl check reads them from the plan: reserved 10005 and 53
+	 * included. */
+	assert_int_equal(portset_count(&p->listen), 3);
+	assert_true(portset_has(&p->listen, 10005));
+	assert_true(portset_has(&p->listen, 53));
 	plan_free(p);
 }
 
