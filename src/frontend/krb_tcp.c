@@ -6,6 +6,7 @@
  * request.  See kerberos.h.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -143,11 +144,34 @@ int krb_tcp_start(struct krb_query *q)
 	}
 	return rc;
 }
+/* True when the KDC has closed its side and sent nothing berth left unread. */
+static bool kdc_closed(int fd)
+{
+	char c;
+	return recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK) == 0;
+}
+
+/*
+ * Close the connection to the KDC without leaving berth a TIME_WAIT entry.
+ * The side that sends the first FIN keeps the connection in TIME_WAIT for a
+ * minute, and with it the (pool port, KDC) pair; closing first after every
+ * reply would leave one per request, and a steady TCP load on one KDC would
+ * run out of pairs.  MIT's KDC closes right after its reply, so its FIN is
+ * usually in by now and a plain close leaves the TIME_WAIT with the KDC, as
+ * the protocol means it to.  When it is not (a KDC that keeps connections
+ * open, a reply read before the FIN came, an exchange given up), the close
+ * is an abort (RST), which leaves none on either side: berth has read all
+ * it wants from this connection.
+ */
 void krb_tcp_end(struct krb_query *q)
 {
 	if (q->tfd < 0)
 		return;
 	loop_watch_stop(q->k->loop, &q->w);
+	if (!kdc_closed(q->tfd)) {
+		struct linger abort = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(q->tfd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+	}
 	close(q->tfd);
 	q->tfd = -1;
 }

@@ -6,8 +6,9 @@ and over TCP (the KRB5_TRACE output shows where and how each request went);
 silent TCP connections are closed at their deadline and never before; a
 client on source port 88 or 464 gets nothing while 22528 and 53249 (the
 byte-swapped twins an old guard blocked by mistake) get the KDC's answer; a
-dead upstream ends in a clean kinit failure with the timeouts counted; and
-`berthctl sessions` lists an open TCP session.
+dead upstream ends in a clean kinit failure with the timeouts counted;
+`berthctl sessions` lists an open TCP session; and berth's side of a KDC
+connection never ends in TIME_WAIT (a KDC keeping it open gets an RST).
 """
 import os
 import re
@@ -318,3 +319,63 @@ def test_pipelined_requests_all_answered_up_to_the_queue(relay, tmp_path,
     st = status(berthctl, tmp_path)
     assert st["dropped"] == 1
     assert st["outstanding"] == 0
+
+
+def berth_time_waits(kdc_port):
+    """TIME_WAIT entries berth's side holds towards kdc_port: local ports in
+    the relay's plan (berth_config's dynamic_range)."""
+    out = subprocess.run(["ss", "-Htan", "state", "time-wait"],
+                         capture_output=True, text=True, check=True).stdout
+    held = []
+    for line in out.splitlines():
+        local, peer = line.split()[-2:]
+        lport = int(local.rsplit(":", 1)[1])
+        if peer.endswith(f":{kdc_port}") and 20000 <= lport <= 29999:
+            held.append(line)
+    return held
+
+
+def test_kdc_connections_leave_berth_no_time_wait(relay, tmp_path):
+    """MIT's KDC closes after its reply; whichever FIN comes first, berth's
+    side of a KDC connection never ends in TIME_WAIT, which would hold the
+    (pool port, KDC) pair for a minute."""
+    realm, _, port = relay
+    conf = realm.client_conf("127.0.0.1", port, udp_preference_limit=1)
+    for _ in range(10):
+        r = realm.kinit(conf, realm.principal, realm.password, tmp_path / "cc")
+        assert r.returncode == 0, r.stderr
+    assert berth_time_waits(realm.port) == []
+
+
+def test_kdc_keeping_the_connection_gets_an_abort(krb5_realm, berthd,
+                                                  free_port, tmp_path):
+    """A KDC that keeps its connection open after the reply: berth relays
+    the reply, then aborts the connection (RST) instead of closing first,
+    so neither side keeps a TIME_WAIT entry."""
+    realm = krb5_realm
+    req = capture_as_req(realm, tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(5)
+        u.sendto(req, (realm.host, realm.port))
+        answer, _ = u.recvfrom(65536)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as kdc:
+        kdc.bind(("127.0.0.1", 0))
+        kdc.listen()
+        kdc.settimeout(5)
+        kdc_port = kdc.getsockname()[1]
+        _, port = start_berth(berthd, tmp_path, free_port,
+                              f"127.0.0.1:{kdc_port}")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(len(req).to_bytes(4, "big") + req)
+            conn, _ = kdc.accept()
+            with conn:
+                conn.settimeout(5)
+                head = conn.recv(4, socket.MSG_WAITALL)
+                assert conn.recv(int.from_bytes(head, "big"),
+                                 socket.MSG_WAITALL) == req
+                conn.sendall(len(answer).to_bytes(4, "big") + answer)
+                frames, _ = read_frames(c, 0)
+                assert frames == [answer]
+                with pytest.raises(ConnectionResetError):
+                    conn.recv(1)
+    assert berth_time_waits(kdc_port) == []
