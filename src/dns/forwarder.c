@@ -187,6 +187,7 @@ static void send_attempt(struct dns_fwd *f, struct fwd_query *r)
 				 : send_udp(f, r, &f->up[up]);
 		if (rc < 0 && rc != -EAGAIN)
 			continue;
+		r->sent_at = loop_now(f->loop);
 		loop_timer_start_in(f->loop, &r->timer, f->timeout_ms);
 		if (!r->sent)
 			f->st.forwarded++;
@@ -205,8 +206,20 @@ static void on_timeout(struct wheel_timer *t, void *ctx)
 	(void)ctx;
 	struct fwd_query *r = wheel_container_of(t, struct fwd_query, timer);
 	struct dns_fwd *f = r->f;
+	struct fwd_upstream *u = &f->up[r->order[r->attempt]];
 	f->st.timeouts++;
-	f->up[r->order[r->attempt]].failures++;
+	/* One query an upstream leaves unanswered (a name whose servers are
+	 * unreachable, one it chooses to drop) says nothing against it while
+	 * it answers others: only silence over the whole attempt is a failure.
+	 * An answer stamped with the very millisecond the attempt left counts
+	 * as life: the clock is read once per iteration, so it may well have
+	 * come after the send, and at worst a dead upstream takes one more
+	 * timeout to be tried last, where the other choice could push a
+	 * working one back. */
+	if (u->answered && u->last_answer >= r->sent_at)
+		f->st.timeouts_alive++;
+	else
+		u->failures++;
 	rec_unhash(f, r);
 	r->attempt++;
 	send_attempt(f, r);
@@ -214,6 +227,8 @@ static void on_timeout(struct wheel_timer *t, void *ctx)
 
 void fwd_backlog_failed(struct dns_fwd *f, struct fwd_query *r)
 {
+	/* No connection to be had is the upstream failing, whatever it answers
+	 * over its other connections or UDP. */
 	loop_timer_stop(f->loop, &r->timer);
 	f->up[r->order[r->attempt]].failures++;
 	r->attempt++;
@@ -400,8 +415,11 @@ bool dns_fwd_on_upstream_reply(struct dns_fwd *f, int fd, uint16_t local_port,
 void fwd_accept(struct dns_fwd *f, struct fwd_query *r, struct dns_msg *resp,
 		const uint8_t *msg, size_t len)
 {
+	struct fwd_upstream *u = &f->up[r->order[r->attempt]];
 	f->st.upstream_answers++;
-	f->up[r->order[r->attempt]].failures = 0;
+	u->failures = 0;
+	u->answered = true;
+	u->last_answer = loop_now(f->loop);
 	rec_unhash(f, r);
 	relay_answer(f, r, resp, msg, len);
 	rec_free(f, r);
@@ -537,6 +555,7 @@ void dns_fwd_status(const struct dns_fwd *f, FILE *out)
 		{ "truncated", s.truncated },
 		{ "outstanding", s.outstanding },
 		{ "timeouts", s.timeouts },
+		{ "timeouts_alive", s.timeouts_alive },
 		{ "retries", s.retries },
 		{ "servfails", s.servfails },
 		{ "mismatch_address", s.mismatch_address },

@@ -19,7 +19,11 @@
  * loop's wheel, one per query) is given up for the next one, with a new
  * socket and ID; when every upstream has failed the client gets SERVFAIL.
  * Upstreams failing DNS_FWD_SICK_AFTER times in a row are tried last until
- * one of their answers comes back.
+ * one of their answers comes back.  A timeout is a failure of the upstream
+ * only when it answered nothing at all since the attempt left; one it
+ * answered other queries meanwhile is counted as timeouts_alive instead
+ * (it still moves the query on).  A TCP connection that cannot be had, or
+ * dies twice under a query, is always a failure.
  *
  * Outstanding queries live in a table allocated once (max_outstanding
  * records with a free list, indexed by ID), so no memory is allocated per
@@ -54,7 +58,8 @@ struct dns_hosts;
 #define DNS_FWD_MAX_LISTEN 8u
 #define DNS_FWD_DEFAULT_TIMEOUT_MS 2000u
 #define DNS_FWD_DEFAULT_MAX_OUTSTANDING 65536u
-/* Consecutive timeouts after which an upstream is tried last. */
+/* Consecutive failures (timeouts with no answer from the upstream to any
+ * query meanwhile, lost TCP connections) after which it is tried last. */
 #define DNS_FWD_SICK_AFTER 3u
 /*
  * The EDNS payload size the forwarder promises both ways: to upstreams (the
@@ -106,6 +111,9 @@ struct dns_fwd_stats {
 	uint64_t responses_on_listen; /* QR=1 messages on a listen socket */
 	uint64_t guard_drops;      /* queries from blocked source ports */
 	uint64_t timeouts;         /* upstream attempts that timed out */
+	uint64_t timeouts_alive;   /* of those, on an upstream that answered
+				      other queries meanwhile (not counted
+				      as its failures) */
 	uint64_t retries;          /* attempts after the first */
 	uint64_t servfails;        /* SERVFAILs berthd made: every upstream
 				      failed, no upstream, or table_full */
@@ -212,7 +220,7 @@ void dns_fwd_udp_query(struct dns_fwd *f, int idx, const struct sockaddr *from,
 /* Copy the counters into *out (caller-owned). */
 void dns_fwd_stats(const struct dns_fwd *f, struct dns_fwd_stats *out);
 
-/* Consecutive timeouts of upstream i (0 when it answered last). */
+/* Consecutive failures of upstream i (0 when it answered last). */
 unsigned dns_fwd_upstream_failures(const struct dns_fwd *f, size_t i);
 
 /* Write the counters as "  key: value" lines to out. */

@@ -69,6 +69,7 @@ struct fwd_query {
 	uint8_t utcp;               /* upstream TCP connection, or FWD_UTCP_NONE */
 	uint8_t uslot;              /* its slot on that connection */
 	bool sent;                  /* an attempt has left (forwarded counted) */
+	uint64_t sent_at;           /* loop time the current attempt left */
 	bool backlogged;            /* waiting for room on an upstream's TCP */
 	uint32_t wprev, wnext;      /* its place in that upstream's backlog */
 	bool redone;                /* retried once after its connection died */
@@ -84,7 +85,9 @@ struct fwd_query {
 struct fwd_upstream {
 	union fwd_sockaddr addr;
 	socklen_t len;
-	unsigned failures;          /* consecutive timeouts */
+	unsigned failures;          /* consecutive failures (see on_timeout) */
+	bool answered;              /* last_answer is set */
+	uint64_t last_answer;       /* loop time of its last accepted answer */
 	/* Queries for TCP while every connection to it is full, oldest first;
 	 * they leave as slots free (fwd_utcp_drain), their timer running. */
 	uint32_t wait_head, wait_tail;

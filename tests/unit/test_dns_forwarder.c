@@ -584,6 +584,7 @@ static void test_failing_upstream_tried_last(void **state)
 		assert_true(take(e->client, got, sizeof(got), NULL) > 0);
 	}
 	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 3);
+	assert_int_equal(stats(e).timeouts_alive, 0);
 	/* Now upstream 1 comes first. */
 	uint8_t q[300];
 	size_t qlen = make_query(q, 2, "www.example.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
@@ -600,6 +601,119 @@ static void test_failing_upstream_tried_last(void **state)
 	client_send(e, q, qlen);
 	assert_true(upstream_got(e, 0, &s));
 	env_free(e);
+}
+
+/* Upstream i answers the query s it got; the client receives the answer. */
+static void upstream_answers(struct env *e, int i, const struct sent *s)
+{
+	uint8_t r[600], got[600];
+	size_t rlen = make_reply(r, s->q, s->len, 1, 0, 0);
+	assert_true(offer(e, i, s, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+}
+
+/*
+ * Queries upstream 0 never answers (names whose servers are unreachable,
+ * queries it drops) time out and move on as before, but while it answers
+ * another query in the same window they are no failures of it: however
+ * many there are, it keeps its place at the head of the order.
+ */
+static void test_ignored_queries_do_not_make_answering_upstream_sick(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 2 });
+	const unsigned n = DNS_FWD_SICK_AFTER + 1;
+	uint64_t t0 = fake_now;
+	struct sent ignored, s;
+	char name[32];
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "slow%u.example.test", i);
+		forward_one(e, (uint16_t)(0x100 + i), name, DNS_TYPE_A, 0, &ignored);
+	}
+	forward_one(e, 0x200, "www.example.test", DNS_TYPE_A, 0, &s);
+	run_at(e, t0 + TIMEOUT - 1);
+	upstream_answers(e, 0, &s);
+	run_at(e, t0 + TIMEOUT);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.timeouts, n);
+	assert_int_equal(st.timeouts_alive, n);
+	assert_int_equal(st.retries, n);
+	for (unsigned i = 0; i < n; i++) {
+		assert_true(upstream_got(e, 1, &s));
+		upstream_answers(e, 1, &s);
+	}
+	/* Upstream 0 still comes first. */
+	forward_one(e, 0x300, "www.example.test", DNS_TYPE_A, 0, &s);
+	assert_false(upstream_got(e, 1, &s));
+	env_free(e);
+}
+
+/*
+ * The boundary: an answer accepted in the millisecond an attempt left
+ * counts as life in its window, even when it was handled before the send
+ * (the loop reads the clock once per iteration, so the forwarder cannot
+ * tell the order within a millisecond, and doubting it would push a
+ * working upstream back); an answer a millisecond earlier does not.
+ */
+static void test_answer_in_send_millisecond_counts_as_alive(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 2 });
+	uint64_t t = fake_now;
+	struct sent s, ignored;
+	forward_one(e, 1, "a.example.test", DNS_TYPE_A, 0, &s);
+	upstream_answers(e, 0, &s);
+	forward_one(e, 2, "slow.example.test", DNS_TYPE_A, 0, &ignored);
+	run_at(e, t + TIMEOUT);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
+	assert_int_equal(stats(e).timeouts_alive, 1);
+	assert_true(upstream_got(e, 1, &s));
+	upstream_answers(e, 1, &s);
+
+	t += TIMEOUT;
+	forward_one(e, 3, "b.example.test", DNS_TYPE_A, 0, &s);
+	upstream_answers(e, 0, &s);
+	run_at(e, t + 1);
+	forward_one(e, 4, "slow.example.test", DNS_TYPE_A, 0, &ignored);
+	run_at(e, t + 1 + TIMEOUT);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.timeouts, 2);
+	assert_int_equal(st.timeouts_alive, 1);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 1);
+	assert_true(upstream_got(e, 1, &s));
+	upstream_answers(e, 1, &s);
+	env_free(e);
+}
+
+/*
+ * An upstream that never answered still becomes sick after
+ * DNS_FWD_SICK_AFTER timeouts when the loop's clock starts at 0, where
+ * "no answer yet" must not pass for "an answer at time 0".
+ */
+static void test_silent_upstream_sick_from_clock_zero(void **state)
+{
+	(void)state;
+	uint64_t saved = fake_now;
+	fake_now = 0;
+	struct env *e = env_new(&(struct opts){ .nup = 2 });
+	struct sent s;
+	for (unsigned i = 0; i < DNS_FWD_SICK_AFTER; i++)
+		forward_one(e, (uint16_t)i, "slow.example.test", DNS_TYPE_A, 0, &s);
+	run_at(e, TIMEOUT);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), DNS_FWD_SICK_AFTER);
+	assert_int_equal(stats(e).timeouts_alive, 0);
+	for (unsigned i = 0; i < DNS_FWD_SICK_AFTER; i++) {
+		assert_true(upstream_got(e, 1, &s));
+		upstream_answers(e, 1, &s);
+	}
+	uint8_t q[300];
+	size_t qlen = make_query(q, 9, "www.example.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	client_send(e, q, qlen);
+	assert_false(upstream_got(e, 0, &s));
+	assert_true(upstream_got(e, 1, &s));
+	env_free(e);
+	fake_now = saved;
 }
 
 static void test_malformed_query_formerr_or_drop(void **state)
@@ -1005,6 +1119,9 @@ int main(void)
 		cmocka_unit_test(test_failover_at_exact_timeout),
 		cmocka_unit_test(test_servfail_when_all_fail),
 		cmocka_unit_test(test_failing_upstream_tried_last),
+		cmocka_unit_test(test_ignored_queries_do_not_make_answering_upstream_sick),
+		cmocka_unit_test(test_answer_in_send_millisecond_counts_as_alive),
+		cmocka_unit_test(test_silent_upstream_sick_from_clock_zero),
 		cmocka_unit_test(test_malformed_query_formerr_or_drop),
 		cmocka_unit_test(test_badvers_and_transfers_answered_at_once),
 		cmocka_unit_test(test_response_on_listen_dropped),

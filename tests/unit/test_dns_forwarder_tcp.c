@@ -516,6 +516,43 @@ static void test_timeout_at_exact_upstream_timeout(void **state)
 	env_free(e);
 }
 
+/*
+ * A TCP query upstream 0 ignores while it answers another on the same
+ * connection times out and moves on, as over UDP, but is no failure of
+ * upstream 0: the connection works, the name is merely slow.
+ */
+static void test_ignored_query_on_answering_upstream_no_failure(void **state)
+{
+	(void)state;
+	struct env *e = env_new(2);
+	uint64_t t0 = fake_now;
+	uint8_t q[600], got[600];
+	struct dns_msg m;
+	client_ask(e, 1, "slow.example.test");
+	int up0 = up_accept(e, 0, PUMPS);
+	assert_true(up0 >= 0);
+	assert_true(recv_frame(e, up0, q, sizeof(q)) > 0);
+	run_at(e, t0 + 10);
+	client_ask(e, 2, "www.example.test");
+	upstream_answers_next(e, up0, 1);
+	client_answer(e, got, sizeof(got), &m);
+	assert_int_equal(m.hdr.id, 2);
+	run_at(e, t0 + TIMEOUT);
+	int up1 = up_accept(e, 1, PUMPS);
+	assert_true(up1 >= 0);
+	upstream_answers_next(e, up1, 1);
+	client_answer(e, got, sizeof(got), &m);
+	assert_int_equal(m.hdr.id, 1);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.timeouts, 1);
+	assert_int_equal(st.timeouts_alive, 1);
+	assert_int_equal(st.retries, 1);
+	close(up0);
+	close(up1);
+	env_free(e);
+}
+
 static void assert_servfail(struct env *e, uint16_t id)
 {
 	uint8_t got[600];
@@ -893,6 +930,7 @@ int main(void)
 		cmocka_unit_test(test_upstream_closes_mid_flight_retried),
 		cmocka_unit_test(test_second_loss_moves_to_next_upstream),
 		cmocka_unit_test(test_timeout_at_exact_upstream_timeout),
+		cmocka_unit_test(test_ignored_query_on_answering_upstream_no_failure),
 		cmocka_unit_test(test_all_time_out_servfail),
 		cmocka_unit_test(test_all_refused_servfail),
 		cmocka_unit_test(test_big_answer_reaches_client_whole),
