@@ -213,9 +213,9 @@ static void on_timeout(struct wheel_timer *t, void *ctx)
 	 * it answers others: only silence over the whole attempt is a failure.
 	 * An answer stamped with the very millisecond the attempt left counts
 	 * as life: the clock is read once per iteration, so it may well have
-	 * come after the send, and at worst a dead upstream takes one more
-	 * timeout to be tried last, where the other choice could push a
-	 * working one back. */
+	 * come after the send; at worst the attempts sent to a dying upstream
+	 * in that one millisecond are not held against it, where the other
+	 * choice could push a working one back. */
 	if (u->answered && u->last_answer >= r->sent_at)
 		f->st.timeouts_alive++;
 	else

@@ -57,6 +57,7 @@ struct fwd_client {
  */
 struct fwd_query {
 	struct wheel_timer timer;   /* the current attempt's deadline */
+	uint64_t sent_at;           /* loop time the current attempt left */
 	struct dns_fwd *f;          /* owner, for the timer callback */
 	uint32_t next;              /* free list or ID chain link */
 	bool in_use;
@@ -69,7 +70,6 @@ struct fwd_query {
 	uint8_t utcp;               /* upstream TCP connection, or FWD_UTCP_NONE */
 	uint8_t uslot;              /* its slot on that connection */
 	bool sent;                  /* an attempt has left (forwarded counted) */
-	uint64_t sent_at;           /* loop time the current attempt left */
 	bool backlogged;            /* waiting for room on an upstream's TCP */
 	uint32_t wprev, wnext;      /* its place in that upstream's backlog */
 	bool redone;                /* retried once after its connection died */
