@@ -528,6 +528,78 @@ def test_failing_upstream_is_tried_last(berthd, berthctl, tmp_path, unbound,
     assert counters["upstream_1_failures"] == 0
 
 
+class PickyUpstream(threading.Thread):
+    """A fake upstream that answers every UDP query with an A record except
+    those for names under `ignored`, which it drops, as a recursive server
+    still working on an unreachable zone looks from outside.  It runs until
+    stop()."""
+
+    def __init__(self, ignored, address="192.0.2.80"):
+        super().__init__(daemon=True)
+        self.ignored = dns.name.from_text(ignored)
+        self.address = address
+        self.dropped = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            q = dns.message.from_wire(data)
+            name = q.question[0].name
+            if name.is_subdomain(self.ignored):
+                self.dropped += 1
+                continue
+            reply = dns.message.make_response(q)
+            reply.answer.append(dns.rrset.from_text(name, 60, "IN", "A",
+                                                    self.address))
+            self.sock.sendto(reply.to_wire(), peer)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def picky():
+    up = PickyUpstream("slow.test.")
+    up.start()
+    yield up
+    up.stop()
+
+
+def test_ignored_queries_leave_an_answering_upstream_healthy(berthd, berthctl,
+                                                             tmp_path, picky):
+    """More than DNS_FWD_SICK_AFTER queries the upstream ignores, each while
+    it answers another: every one times out (SERVFAIL, one upstream), but
+    they count as timeouts_alive, not as failures of the upstream."""
+    limit = sick_after()
+    daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{picky.port}"],
+                         "upstream_timeout = 400ms\n")
+    for i in range(limit + 1):
+        slow = {}
+        asker = threading.Thread(target=lambda: slow.update(
+            reply=ask(port, f"n{i}.slow.test.")))
+        asker.start()
+        time.sleep(0.05)  # the slow query leaves first
+        assert answer_of(ask(port, f"n{i}.fast.test.")) == ["192.0.2.80"]
+        asker.join(5)
+        assert slow["reply"].rcode() == dns.rcode.SERVFAIL
+    assert picky.dropped == limit + 1
+    counters = status(berthctl, daemon)
+    assert counters["timeouts"] == limit + 1
+    assert counters["upstream_0_failures"] == 0
+    assert counters["timeouts_alive"] == limit + 1
+    assert counters["servfails"] == limit + 1
+
+
 # ------------------------------------------------------------------- 0x20 ----
 
 # 30 letters: the chance that random case leaves them all lower case (or all

@@ -29,9 +29,9 @@ class RecordingTcpUpstream:
     """A TCP server on loopback that records each peer's port and answers
     one framed message per connection with answer(request) (None: no
     answer).  Then it closes, so the next request needs a new connection;
-    or, with keep_open, it waits for the peer to close, as MIT's KDC does,
-    so berthd closes first and its side of each connection ends in
-    TIME_WAIT (each connection then has a thread of its own)."""
+    or, with keep_open, it waits for the peer to close, as a KDC keeping
+    its connections open does, so berthd has to end each connection itself
+    (each connection then has a thread of its own)."""
 
     def __init__(self, length_bytes, answer, keep_open=False):
         self.length_bytes = length_bytes
@@ -192,12 +192,15 @@ def as_rep(request):
 def test_own_time_wait_does_not_use_up_the_ports(berthd, berthctl,
                                                  tmp_path):
     """Three times as many Kerberos TCP requests as the plan has ports, each
-    connection closed by berthd first: the ports its own TIME_WAITs hold
-    serve the next connections (SO_REUSEADDR; to the same KDC on loopback
-    the kernel reuses a TIME_WAIT pair, tcp_tw_reuse), so every client gets
-    the KDC's answer, and a DNS query over TCP to another peer still finds
-    a port.  Binding without sharing, berthd answered the eleventh request
-    with its own KRB-ERROR and the DNS query with SERVFAIL."""
+    connection ended by berthd, since the KDC never closes first: every
+    client gets the KDC's answer, and a DNS query over TCP to another peer
+    still finds a port.  berthd now aborts such connections, leaving no
+    TIME_WAIT; when it closed them plainly, its own TIME_WAITs held the
+    ports and served the next connections (SO_REUSEADDR; to the same KDC on
+    loopback the kernel reuses a TIME_WAIT pair, tcp_tw_reuse, which is why
+    the test still asks for it).  Binding without sharing, berthd answered
+    the eleventh request with its own KRB-ERROR and the DNS query with
+    SERVFAIL."""
     reuse = int(Path("/proc/sys/net/ipv4/tcp_tw_reuse").read_text())
     assert reuse in (1, 2), (
         f"net.ipv4.tcp_tw_reuse is {reuse}; this test needs the default 2 "
