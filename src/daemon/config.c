@@ -372,26 +372,38 @@ static int resolve_socket(struct parse *p, const char *value, unsigned line,
 			  struct config_control *ctl)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	bool relative = value[0] != '/';
+	bool under_xdg = relative && xdg && xdg[0] == '/';
+	bool root = geteuid() == 0;
 	int n;
 	if (!*value)
 		return config__fail(p, -EINVAL, line, "[control]", "socket",
 				    "empty path");
-	if (value[0] == '/')
+	if (!relative)
 		n = snprintf(ctl->socket, sizeof(ctl->socket), "%s", value);
-	else if (xdg && xdg[0] == '/')
+	else if (under_xdg)
 		n = snprintf(ctl->socket, sizeof(ctl->socket), "%s/%s", xdg, value);
-	else if (geteuid() == 0)
+	else if (root)
 		n = snprintf(ctl->socket, sizeof(ctl->socket), "/run/berth/%s", value);
 	else
 		n = snprintf(ctl->socket, sizeof(ctl->socket), "/tmp/berth-%u/%s",
 			     (unsigned)geteuid(), value);
 	ctl->line = line;
-	ctl->private_dir = value[0] != '/' && !(xdg && xdg[0] == '/') &&
-			   geteuid() != 0;
+	ctl->private_dir = relative && !under_xdg && !root;
 	if (n < 0 || (size_t)n >= sizeof(ctl->socket))
 		return config__fail(p, -EINVAL, line, "[control]", "socket",
 				    "'%s' resolves to a path longer than the %zu bytes a socket path may have",
 				    value, sizeof(ctl->socket) - 1);
+	ctl->root_fallback[0] = '\0';
+	if (under_xdg && root) {
+		int m = snprintf(ctl->root_fallback, sizeof(ctl->root_fallback),
+				 "/run/berth/%s", value);
+		/* No berthd can listen on a path too long, and trying the same
+		 * path twice would only repeat its error. */
+		if (m < 0 || (size_t)m >= sizeof(ctl->root_fallback) ||
+		    strcmp(ctl->root_fallback, ctl->socket) == 0)
+			ctl->root_fallback[0] = '\0';
+	}
 	return 0;
 }
 

@@ -94,6 +94,13 @@ struct config_control {
 	 * socket without XDG_RUNTIME_DIR, not root): anyone could have made it,
 	 * so berthd requires it to be its own (control_check_dir()). */
 	bool private_dir;
+	/* Where root's berthd without XDG_RUNTIME_DIR (as systemd starts it)
+	 * puts this same socket: /run/berth/VALUE for a relative value that
+	 * socket resolved under XDG_RUNTIME_DIR while the euid is 0, so that
+	 * berthctl in a root login shell (XDG_RUNTIME_DIR=/run/user/0) can try
+	 * it when nothing is at socket.  Empty otherwise, and when it would be
+	 * socket itself or too long for a socket path. */
+	char root_fallback[CONFIG_SOCKET_PATH_MAX];
 };
 
 /* [metrics] */

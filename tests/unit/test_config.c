@@ -385,7 +385,37 @@ static void test_control_socket(void **state)
 	load_ok("[control]\nsocket = /var/tmp/b.sock\n", &cfg);
 	assert_string_equal(cfg.control.socket, "/var/tmp/b.sock");
 	assert_false(cfg.control.private_dir);
+	assert_string_equal(cfg.control.root_fallback, "");
 	config_free(&cfg);
+
+	/* Root with a runtime dir (a login shell) also knows where root's
+	 * berthd without one (systemd's) puts the same relative socket. */
+	load_ok("[control]\nsocket = sub/ctl.sock\n", &cfg);
+	assert_string_equal(cfg.control.root_fallback,
+			    geteuid() == 0 ? "/run/berth/sub/ctl.sock" : "");
+	config_free(&cfg);
+	load_ok("[pool]\n", &cfg);
+	assert_string_equal(cfg.control.root_fallback,
+			    geteuid() == 0 ? "/run/berth/berth.sock" : "");
+	config_free(&cfg);
+	/* The runtime dir that is /run/berth already has nothing to add. */
+	setenv("XDG_RUNTIME_DIR", "/run/berth", 1);
+	load_ok("[pool]\n", &cfg);
+	assert_string_equal(cfg.control.socket, "/run/berth/berth.sock");
+	assert_string_equal(cfg.control.root_fallback, "");
+	config_free(&cfg);
+	/* A name that fits under /x but not under /run/berth: no fallback, and
+	 * no error either, since the socket itself is fine. */
+	char text[160], name[101];
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	snprintf(text, sizeof(text), "[control]\nsocket = %s\n", name);
+	setenv("XDG_RUNTIME_DIR", "/x", 1);
+	load_ok(text, &cfg);
+	assert_int_equal(strlen(cfg.control.socket), 103);
+	assert_string_equal(cfg.control.root_fallback, "");
+	config_free(&cfg);
+	setenv("XDG_RUNTIME_DIR", "/run/user/4242", 1);
 
 	/* Without a (usable) runtime dir: /run/berth for root, else /tmp. */
 	char want[128];
@@ -398,6 +428,7 @@ static void test_control_socket(void **state)
 	assert_string_equal(cfg.control.socket, want);
 	/* Only the /tmp fallback needs its directory checked. */
 	assert_int_equal(cfg.control.private_dir, geteuid() != 0);
+	assert_string_equal(cfg.control.root_fallback, "");
 	config_free(&cfg);
 	setenv("XDG_RUNTIME_DIR", "relative/dir", 1);
 	load_ok("[control]\n", &cfg);
