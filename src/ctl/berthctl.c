@@ -125,9 +125,11 @@ static int run_live_verb(const char *config, const char *socket_path, int argc,
 		snprintf(command, sizeof(command), "%s", argv[0]);
 	}
 	if (socket_path)
-		return ctl_live(socket_path, command, stdout, stderr);
+		return ctl_live(socket_path, NULL, command, stdout, stderr);
 
-	/* The socket path comes from the config, resolved like berthd does. */
+	/* The socket path comes from the config, resolved like berthd does.
+	 * As root it may sit in /run/berth instead of XDG_RUNTIME_DIR: a login
+	 * shell has XDG_RUNTIME_DIR set, the berthd systemd starts does not. */
 	struct berth_config cfg = { 0 };
 	char err[512];
 	int rc = config ? config_load(config, &cfg, err, sizeof(err))
@@ -137,7 +139,8 @@ static int run_live_verb(const char *config, const char *socket_path, int argc,
 		config_free(&cfg);
 		return CTL_ERROR;
 	}
-	rc = ctl_live(cfg.control.socket, command, stdout, stderr);
+	rc = ctl_live(cfg.control.socket, cfg.control.root_fallback, command,
+		      stdout, stderr);
 	config_free(&cfg);
 	return rc;
 }

@@ -66,12 +66,15 @@ int ctl_apply(const struct plan *plan, const char *sysctl_dir, int dry_run,
 
 /*
  * Send command ("status", "pool", "release 4500", "sessions", "reload") to
- * the berthd listening on socket_path and copy its output to out.  Exit
- * status 0 when berthd answers ok, 2 with its reason (or why it could not
- * be reached: not running, stale socket, wrong path) on err, 1 when the
- * reply lacks its end line (cut short; what came is printed).  (live.c)
+ * the berthd listening on socket_path and copy its output to out.  When
+ * nothing is at socket_path (ENOENT) and fallback is neither NULL nor empty,
+ * try fallback instead (config_control.root_fallback: /run/berth for root).
+ * Both strings are borrowed.  Exit status 0 when berthd answers ok, 2 with
+ * its reason (or why it could not be reached: not running, stale socket,
+ * wrong path; naming every path tried) on err, 1 when the reply lacks its
+ * end line (cut short; what came is printed).  (live.c)
  */
-int ctl_live(const char *socket_path, const char *command, FILE *out,
-	     FILE *err);
+int ctl_live(const char *socket_path, const char *fallback, const char *command,
+	     FILE *out, FILE *err);
 
 #endif

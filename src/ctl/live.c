@@ -11,6 +11,9 @@
 /* How long berthctl waits for berthd's reply. */
 #define LIVE_TIMEOUT_S 10
 
+/* The room in sun_path, its terminating NUL included. */
+#define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)NULL)->sun_path)
+
 /* What kind of file st describes, for a message ("a regular file"). */
 static const char *file_kind(const struct stat *st)
 {
@@ -23,38 +26,48 @@ static const char *file_kind(const struct stat *st)
 /*
  * Why connecting to path failed with errno e, on err.  Linux answers
  * ECONNREFUSED (or EACCES) for a path that is no socket at all, just as it
- * does for a stale socket, so the file itself says which it is.
+ * does for a stale socket, so the file itself says which it is.  missing is
+ * the path tried first, where nothing was, when path is root's fallback
+ * (ctl_live()); NULL otherwise.  Every message names both paths tried.
  */
-static void explain_connect_error(const char *path, int e, FILE *err)
+static void explain_connect_error(const char *missing, const char *path, int e,
+				  FILE *err)
 {
+	char tried[CONFIG_SOCKET_PATH_MAX + 32] = "";
 	struct stat st;
-	if (e == ENOENT)
+	if (missing)
+		snprintf(tried, sizeof(tried), "no control socket at %s, and ",
+			 missing);
+	if (e == ENOENT && missing)
+		fprintf(err, "berthctl: berthd is not running: no control socket at %s "
+			"nor at %s (is berthd using another config? try -c FILE or "
+			"-s PATH)\n", missing, path);
+	else if (e == ENOENT)
 		fprintf(err, "berthctl: berthd is not running: no control socket at %s "
 			"(is berthd using another config? try -c FILE or -s PATH)\n", path);
 	else if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
-		fprintf(err, "berthctl: %s is %s, not a socket (is -s PATH or the "
-			"config's [control] socket right?)\n", path, file_kind(&st));
+		fprintf(err, "berthctl: %s%s is %s, not a socket (is -s PATH or the "
+			"config's [control] socket right?)\n", tried, path,
+			file_kind(&st));
 	else if (e == ECONNREFUSED)
-		fprintf(err, "berthctl: berthd is not running: %s is a stale control "
-			"socket nobody listens on\n", path);
+		fprintf(err, "berthctl: berthd is not running: %s%s is a stale control "
+			"socket nobody listens on\n", tried, path);
 	else
-		fprintf(err, "berthctl: cannot connect to berthd at %s: %s\n", path,
-			strerror(e));
+		fprintf(err, "berthctl: %scannot connect to berthd at %s: %s\n", tried,
+			path, strerror(e));
 }
 
-static int connect_control(const char *path, FILE *err)
+/*
+ * A stream socket connected to path (not empty, and short enough for
+ * sun_path): the descriptor, or -1 with *connect_errno set to connect()'s
+ * errno.  When socket() itself fails it says so on err and leaves
+ * *connect_errno 0, since no path is to blame.
+ */
+static int dial(const char *path, int *connect_errno, FILE *err)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	/* An empty sun_path would name an abstract socket, not a file. */
-	if (!*path) {
-		fputs("berthctl: the control socket path is empty\n", err);
-		return -1;
-	}
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		fprintf(err, "berthctl: control socket path %s is too long\n", path);
-		return -1;
-	}
 	memcpy(sun.sun_path, path, strlen(path) + 1);
+	*connect_errno = 0;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		fprintf(err, "berthctl: socket: %s\n", strerror(errno));
@@ -65,9 +78,43 @@ static int connect_control(const char *path, FILE *err)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
 		return fd;
-	int e = errno;
+	*connect_errno = errno;
 	close(fd);
-	explain_connect_error(path, e, err);
+	return -1;
+}
+
+/*
+ * Connect to path, or, when nothing is there and fallback is set, to
+ * fallback; *used is the path connected to (or last tried).  Returns the
+ * descriptor, or -1 after saying why on err.
+ */
+static int connect_control(const char *path, const char *fallback,
+			   const char **used, FILE *err)
+{
+	*used = path;
+	/* An empty sun_path would name an abstract socket, not a file. */
+	if (!*path) {
+		fputs("berthctl: the control socket path is empty\n", err);
+		return -1;
+	}
+	if (strlen(path) >= SUN_PATH_SIZE) {
+		fprintf(err, "berthctl: control socket path %s is too long\n", path);
+		return -1;
+	}
+	int e;
+	int fd = dial(path, &e, err);
+	if (fd >= 0 || e == 0)
+		return fd;
+	const char *missing = NULL;
+	if (e == ENOENT && fallback && *fallback &&
+	    strlen(fallback) < SUN_PATH_SIZE) {
+		missing = path;
+		*used = fallback;
+		fd = dial(fallback, &e, err);
+		if (fd >= 0 || e == 0)
+			return fd;
+	}
+	explain_connect_error(missing, *used, e, err);
 	return -1;
 }
 
@@ -133,9 +180,11 @@ static void reply_feed(struct reply *r, const char *buf, size_t n, FILE *out,
 	}
 }
 
-int ctl_live(const char *socket_path, const char *command, FILE *out, FILE *err)
+int ctl_live(const char *socket_path, const char *fallback, const char *command,
+	     FILE *out, FILE *err)
 {
-	int fd = connect_control(socket_path, err);
+	const char *path; /* socket_path or fallback: where berthd answered */
+	int fd = connect_control(socket_path, fallback, &path, err);
 	if (fd < 0)
 		return CTL_ERROR;
 	char line[600];
@@ -159,7 +208,7 @@ int ctl_live(const char *socket_path, const char *command, FILE *out, FILE *err)
 			continue;
 		if (got < 0 && r.state == FIRST && !(send_errno && r.flen == 0)) {
 			fprintf(err, "berthctl: no reply from berthd at %s: %s\n",
-				socket_path, strerror(errno));
+				path, strerror(errno));
 			goto done;
 		}
 		if (got <= 0)
@@ -170,10 +219,10 @@ int ctl_live(const char *socket_path, const char *command, FILE *out, FILE *err)
 	}
 	if (r.state == FIRST && send_errno) {
 		fprintf(err, "berthctl: cannot send the command to berthd at %s: %s\n",
-			socket_path, strerror(send_errno));
+			path, strerror(send_errno));
 	} else if (r.state == FIRST) {
 		fprintf(err, "berthctl: berthd at %s closed without a reply\n",
-			socket_path);
+			path);
 	} else if (r.state != END) {
 		/* Some of the output may be printed already: it is not all. */
 		if (r.state == IN_LINE)

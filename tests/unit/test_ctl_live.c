@@ -2,8 +2,9 @@
  * Unit tests for berthctl's live verbs (src/ctl/live.c) when berthd cannot be
  * reached: each way the control socket path can be wrong gets its own
  * message (no socket there, a stale socket, a regular file, a directory, an
- * empty path), and every one exits 2.  Real files in a temporary directory;
- * no berthd.
+ * empty path), and every one exits 2; and root's fallback path (/run/berth
+ * when the XDG path is absent) is tried only when nothing is at the path.
+ * Real files in a temporary directory; no berthd, a forked child plays it.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -16,16 +17,19 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "ctl/ctl.h"
 
-/* A temporary directory and a path in it for the control socket. */
+/* A temporary directory, a path in it for the control socket and one for
+ * the fallback (standing in for /run/berth/berth.sock). */
 struct fx {
 	char dir[64];
 	char path[108];
+	char fallback[108];
 };
 
 static int fx_setup(void **state)
@@ -35,6 +39,7 @@ static int fx_setup(void **state)
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/berth-ctl-live-XXXXXX");
 	assert_non_null(mkdtemp(fx->dir));
 	snprintf(fx->path, sizeof(fx->path), "%s/berth.sock", fx->dir);
+	snprintf(fx->fallback, sizeof(fx->fallback), "%s/run-berth.sock", fx->dir);
 	*state = fx;
 	return 0;
 }
@@ -46,6 +51,8 @@ static int fx_teardown(void **state)
 	if (lstat(fx->path, &st) == 0)
 		assert_int_equal(S_ISDIR(st.st_mode) ? rmdir(fx->path)
 						     : unlink(fx->path), 0);
+	if (lstat(fx->fallback, &st) == 0)
+		assert_int_equal(unlink(fx->fallback), 0);
 	assert_int_equal(rmdir(fx->dir), 0);
 	free(fx);
 	return 0;
@@ -58,17 +65,22 @@ struct run {
 	size_t outlen, errlen;
 };
 
-static struct run live_status(const char *path)
+static struct run live_status_or(const char *path, const char *fallback)
 {
 	struct run r = { 0 };
 	FILE *out = open_memstream(&r.out, &r.outlen);
 	FILE *err = open_memstream(&r.err, &r.errlen);
 	assert_non_null(out);
 	assert_non_null(err);
-	r.rc = ctl_live(path, "status", out, err);
+	r.rc = ctl_live(path, fallback, "status", out, err);
 	fclose(out);
 	fclose(err);
 	return r;
+}
+
+static struct run live_status(const char *path)
+{
+	return live_status_or(path, NULL);
 }
 
 static void run_free(struct run *r)
@@ -97,16 +109,27 @@ static void test_nothing_at_the_path(void **state)
 	run_free(&r);
 }
 
+/* A socket bound at path, listening when listening, else closed at once:
+ * bound, never listened on, closed is what a crashed berthd leaves. */
+static int bound_socket(const char *path, bool listening)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	if (listening) {
+		assert_int_equal(listen(fd, 1), 0);
+		return fd;
+	}
+	close(fd);
+	return -1;
+}
+
 static void test_a_stale_socket(void **state)
 {
 	struct fx *fx = *state;
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	memcpy(sun.sun_path, fx->path, strlen(fx->path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	/* Bound, never listened on, closed: what a crashed berthd leaves. */
-	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	close(fd);
+	bound_socket(fx->path, false);
 
 	struct run r = live_status(fx->path);
 	char want[256];
@@ -173,6 +196,88 @@ static void test_an_empty_path(void **state)
 	run_free(&r);
 }
 
+/* Nothing at the path nor at the fallback: the message names both. */
+static void test_nothing_at_the_path_nor_the_fallback(void **state)
+{
+	struct fx *fx = *state;
+	struct run r = live_status_or(fx->path, fx->fallback);
+	char want[512];
+	snprintf(want, sizeof(want), "berthctl: berthd is not running: no control "
+		 "socket at %s nor at %s (is berthd using another config? try -c "
+		 "FILE or -s PATH)\n", fx->path, fx->fallback);
+	assert_refused(&r, want);
+	run_free(&r);
+}
+
+/* A berthd in a child on the fallback: answers one "status" with "ok",
+ * one output line and the end line, then exits 0 if the command was right. */
+static pid_t fake_berthd(int listen_fd)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid > 0) {
+		close(listen_fd);
+		return pid;
+	}
+	int c = accept(listen_fd, NULL, NULL);
+	char line[16] = "";
+	/* berthctl sends the line with one send(), which a unix stream socket
+	 * hands over whole. */
+	ssize_t got = c < 0 ? -1 : recv(c, line, sizeof(line) - 1, 0);
+	static const char reply[] = "ok\nberthd on the fallback\n.\n";
+	bool sent = c >= 0 && write(c, reply, sizeof(reply) - 1) ==
+			      (ssize_t)sizeof(reply) - 1;
+	_exit(sent && got == 7 && strcmp(line, "status\n") == 0 ? 0 : 1);
+}
+
+/* Nothing at the path, berthd on the fallback: berthctl reaches it. */
+static void test_the_fallback_when_nothing_is_at_the_path(void **state)
+{
+	struct fx *fx = *state;
+	pid_t pid = fake_berthd(bound_socket(fx->fallback, true));
+
+	struct run r = live_status_or(fx->path, fx->fallback);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(r.rc, CTL_OK);
+	assert_string_equal(r.out, "berthd on the fallback\n");
+	assert_string_equal(r.err, "");
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	run_free(&r);
+}
+
+/* A stale socket at the fallback: said so, and where nothing was. */
+static void test_a_stale_fallback(void **state)
+{
+	struct fx *fx = *state;
+	bound_socket(fx->fallback, false);
+
+	struct run r = live_status_or(fx->path, fx->fallback);
+	char want[512];
+	snprintf(want, sizeof(want), "berthctl: berthd is not running: no control "
+		 "socket at %s, and %s is a stale control socket nobody listens "
+		 "on\n", fx->path, fx->fallback);
+	assert_refused(&r, want);
+	run_free(&r);
+}
+
+/* Anything at the path, even a stale socket, is where berthd is meant to
+ * be: the fallback is for a path with nothing there only. */
+static void test_no_fallback_when_the_path_is_taken(void **state)
+{
+	struct fx *fx = *state;
+	bound_socket(fx->path, false);
+	bound_socket(fx->fallback, false);
+
+	struct run r = live_status_or(fx->path, fx->fallback);
+	char want[256];
+	snprintf(want, sizeof(want), "berthd is not running: %s is a stale control "
+		 "socket nobody listens on\n", fx->path);
+	assert_refused(&r, want);
+	assert_null(strstr(r.err, fx->fallback));
+	run_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -187,6 +292,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_a_directory,
 						fx_setup, fx_teardown),
 		cmocka_unit_test(test_an_empty_path),
+		cmocka_unit_test_setup_teardown(test_nothing_at_the_path_nor_the_fallback,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_the_fallback_when_nothing_is_at_the_path,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_a_stale_fallback,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_no_fallback_when_the_path_is_taken,
+						fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
