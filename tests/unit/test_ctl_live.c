@@ -210,7 +210,9 @@ static void test_nothing_at_the_path_nor_the_fallback(void **state)
 }
 
 /* A berthd in a child on the fallback: answers one "status" with "ok",
- * one output line and the end line, then exits 0 if the command was right. */
+ * one output line and the end line, then exits 0 if the command was right.
+ * A child nobody connects to dies of SIGALRM after 10 s, so a failing test
+ * fails instead of hanging in waitpid(). */
 static pid_t fake_berthd(int listen_fd)
 {
 	pid_t pid = fork();
@@ -219,6 +221,7 @@ static pid_t fake_berthd(int listen_fd)
 		close(listen_fd);
 		return pid;
 	}
+	alarm(10);
 	int c = accept(listen_fd, NULL, NULL);
 	char line[16] = "";
 	/* berthctl sends the line with one send(), which a unix stream socket
