@@ -3,11 +3,14 @@
 The protocol (berthd(8)): a client sends one command line and reads the
 reply until berthd closes.
 """
+import contextlib
 import os
 import resource
+import secrets
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -392,3 +395,89 @@ def test_malformed_lines_get_an_error_line(berthd, berthctl, tmp_path):
     assert ask(b"status\0junk\n") == "error: NUL in command\n.\n"
     reply = ask(b"status", shut=True)
     assert reply.startswith("ok\nberthd ") and reply.endswith("\n.\n")
+
+
+# Where root's berthd puts a relative socket without XDG_RUNTIME_DIR.
+ROOT_RUN_DIR = Path("/run/berth")
+
+
+@contextlib.contextmanager
+def root_run_socket():
+    """A control socket name of its own under /run/berth, as root.
+
+    Yields (name, path): name for the config's relative [control] socket,
+    path the /run/berth/NAME berthd listens on without XDG_RUNTIME_DIR.  The
+    name is random, so /run/berth/berth.sock and other tests are never
+    touched; the socket (and /run/berth, when this made it) is removed after.
+    """
+    if os.geteuid() != 0:
+        pytest.fail("needs root: berthd uses /run/berth only as root, and "
+                    "berthctl falls back to it only as root (CI runs as root)")
+    name = f"berth-test-{secrets.token_hex(8)}.sock"
+    path = ROOT_RUN_DIR / name
+    had_dir = ROOT_RUN_DIR.exists()
+    try:
+        yield name, path
+    finally:
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        if not had_dir:
+            with contextlib.suppress(OSError):  # not empty: someone's berthd
+                ROOT_RUN_DIR.rmdir()
+
+
+def test_root_berthctl_with_a_runtime_dir_finds_berthd_in_run_berth(
+        berthd, berthctl, tmp_path, monkeypatch):
+    """The berthd systemd starts has no XDG_RUNTIME_DIR, so as root its
+    relative socket is /run/berth/NAME; a root login shell has one
+    (/run/user/0), where berthctl finds nothing.  It must try /run/berth
+    next and reach berthd there; with -s it tries that path only."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    with root_run_socket() as (name, sock):
+        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+        daemon = berthd(f"[control]\nsocket = {name}\n",
+                        ready=lambda d: berthctl("-s", sock, "status")
+                        .returncode == 0)
+        try:
+            shell = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
+            out = berthctl("-c", daemon.config, "status", env=shell)
+            assert out.returncode == 0, out.stderr
+            lines = out.stdout.splitlines()
+            assert lines[0].startswith("berthd ") and \
+                f", pid {daemon.pid}, " in lines[0], out.stdout
+            assert any(line.startswith("plan: dynamic ") for line in lines), \
+                out.stdout
+            assert any(line.startswith("control: ") for line in lines), \
+                out.stdout
+            assert out.stderr == ""
+            assert list(runtime.iterdir()) == []
+
+            # -s names the one path to use: no fallback.
+            out = berthctl("-s", runtime / name, "status", env=shell)
+            assert out.returncode == 2, out.stderr
+            assert out.stderr.startswith(
+                f"berthctl: berthd is not running: no control socket at "
+                f"{runtime / name} (is berthd"), out.stderr
+            assert str(ROOT_RUN_DIR) not in out.stderr
+        finally:
+            # Stopped before root_run_socket() removes its socket.
+            status = daemon.stop()
+        assert status == (0, False), daemon.stderr()
+
+
+def test_root_berthctl_names_both_paths_when_berthd_is_nowhere(
+        berthctl, tmp_path):
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    with root_run_socket() as (name, sock):
+        conf = tmp_path / "berth.conf"
+        conf.write_text(f"[control]\nsocket = {name}\n")
+        shell = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
+        out = berthctl("-c", conf, "status", env=shell)
+        assert out.returncode == 2, out.stderr
+        assert out.stdout == ""
+        assert out.stderr == (
+            f"berthctl: berthd is not running: no control socket at "
+            f"{runtime / name} nor at {sock} (is berthd using another config? "
+            f"try -c FILE or -s PATH)\n")
