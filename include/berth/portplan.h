@@ -90,6 +90,10 @@ struct plan {
 	struct portset reserved;    /* union of every reservation */
 	struct portset kernel_reserved; /* ip_local_reserved_ports as read now */
 	bool kernel_read;           /* false when it could not be read */
+	struct portset kernel_ephemeral; /* ip_local_port_range as read now:
+					    where the kernel picks ports for
+					    sockets that bind none (empty
+					    when it could not be read) */
 	struct portset allowed;     /* dynamic minus reserved: the pool's ports */
 	struct portset pool_room;   /* allowed minus the spec's listen ports:
 				       what the pool may draw from (less what

@@ -10,14 +10,19 @@
  * A reserved port is kept for a service that listens on it, so a listening
  * socket there (TCP LISTEN, an unconnected UDP socket) is the port in use,
  * not taken: it is listed as "in use" and is no conflict.  What is one:
- *   - the client end of a connection (a TCP connection, or a connected UDP
- *     socket, with no listener of its protocol on the port): an ephemeral
- *     allocator, the kernel's or a program's, gave the port out;
- *   - berthd holding a reserved port that none of the config's services
- *     listens on: its pool drew the port (reserved after berthd started, say).
- * A program other than berthd that binds a reserved port by mistake looks
- * the same as the service itself; the "in use" lines name it for a person
- * to judge.
+ *   - a connection with no listener of its protocol on the port (a TCP
+ *     connection, a connected UDP socket): the client end of one, which an
+ *     allocator, the kernel's or a program's, gave the port to;
+ *   - berthd's pool: berthd holding an unconnected UDP socket on a port of
+ *     the plan's dynamic range that none of the config's services listens on
+ *     (a port reserved after berthd started, say).
+ * Such a socket whose owner berthctl may not see (not root) could be the
+ * pool: it is a finding too ("unknown"), so that check never says "ok"
+ * without knowing.  A program other than berthd that binds a reserved port
+ * by mistake looks the same as the service itself, and so does a UDP
+ * socket that got its port from the kernel without binding one (said when
+ * the port is one the kernel may hand out): the "in use" lines name them
+ * for a person to judge.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -82,10 +87,11 @@ static void format_origin(const struct plan *plan, uint16_t port, char *buf,
 
 /* How check sees one socket on a reserved port. */
 enum holding {
-	HOLDING_SERVED,   /* a connection of a listener on the port: not shown */
-	HOLDING_IN_USE,   /* a listening socket: the service the port is for */
-	HOLDING_POOL,     /* berthd on a port none of its services listens on */
-	HOLDING_EPHEMERAL /* the client end of a connection */
+	HOLDING_SERVED,  /* a connection of a listener on the port: not shown */
+	HOLDING_IN_USE,  /* a listening socket: the service the port is for */
+	HOLDING_POOL,    /* berthd's pool: a conflict */
+	HOLDING_CLIENT,  /* a connection with no listener: a conflict */
+	HOLDING_HIDDEN,  /* an owner berthctl may not see, maybe the pool */
 };
 
 /* True when s waits for peers on its port: a TCP listener, or a UDP socket
@@ -97,6 +103,16 @@ static bool listens(const struct procnet_sock *s)
 	return s->state != PROCNET_ESTABLISHED;
 }
 
+/* True when s looks like a socket of berthd's pool under this plan: an
+ * unconnected UDP socket on a port of the dynamic range that none of the
+ * config's services listens on. */
+static bool pool_like(const struct plan *plan, const struct procnet_sock *s)
+{
+	return s->proto == IPPROTO_UDP && listens(s) &&
+	       portset_has(&plan->dynamic, s->port) &&
+	       !portset_has(&plan->listen, s->port);
+}
+
 /* The ports some socket listens on, by protocol. */
 struct listeners {
 	struct portset tcp, udp;
@@ -106,19 +122,39 @@ static enum holding classify(const struct plan *plan,
 			     const struct listeners *ls,
 			     const struct procnet_sock *s)
 {
-	if (s->pid >= 0 && !strcmp(s->comm, "berthd") &&
-	    !portset_has(&plan->listen, s->port))
-		return HOLDING_POOL;
+	if (pool_like(plan, s)) {
+		if (s->pid < 0)
+			return HOLDING_HIDDEN;
+		if (!strcmp(s->comm, "berthd"))
+			return HOLDING_POOL;
+	}
 	if (listens(s))
 		return HOLDING_IN_USE;
 	const struct portset *served = s->proto == IPPROTO_TCP ? &ls->tcp : &ls->udp;
-	return portset_has(served, s->port) ? HOLDING_SERVED : HOLDING_EPHEMERAL;
+	return portset_has(served, s->port) ? HOLDING_SERVED : HOLDING_CLIENT;
+}
+
+/* True when the kernel itself may have given s its port: an unconnected UDP
+ * socket that never bound one gets a port of ip_local_port_range, and
+ * looks in /proc just like a service's socket. */
+static bool maybe_kernel_pick(const struct plan *plan,
+			      const struct procnet_sock *s)
+{
+	return s->proto == IPPROTO_UDP &&
+	       portset_has(&plan->kernel_ephemeral, s->port) &&
+	       !portset_has(&plan->kernel_reserved, s->port);
 }
 
 static void print_holding(const struct plan *plan,
 			  const struct procnet_sock *s, enum holding h,
 			  FILE *out)
 {
+	static const char *const label[] = {
+		[HOLDING_IN_USE] = "in use",
+		[HOLDING_POOL] = "conflict",
+		[HOLDING_CLIENT] = "conflict",
+		[HOLDING_HIDDEN] = "unknown",
+	};
 	char origin[160];
 	char holder[64];
 
@@ -129,20 +165,33 @@ static void print_holding(const struct plan *plan,
 	else
 		snprintf(holder, sizeof(holder), "an unknown process");
 	fprintf(out, "%s: reserved port %u/%s%s is held by %s on %s%s%s:%u (%s)",
-		h == HOLDING_IN_USE ? "in use" : "conflict", (unsigned)s->port,
-		procnet_proto_name(s), origin, holder,
-		s->family == AF_INET6 ? "[" : "", s->addr,
+		label[h], (unsigned)s->port, procnet_proto_name(s), origin,
+		holder, s->family == AF_INET6 ? "[" : "", s->addr,
 		s->family == AF_INET6 ? "]" : "", (unsigned)s->port,
 		procnet_state_name(s));
-	if (h == HOLDING_POOL)
+	switch (h) {
+	case HOLDING_POOL:
 		fprintf(out, ": no service of this config listens there, so "
 			     "berthd's pool took it; \"berthctl release %u\" "
 			     "gives it back\n", (unsigned)s->port);
-	else if (h == HOLDING_EPHEMERAL)
-		fputs(": the client end of a connection, so a port allocator "
-		      "handed it out\n", out);
-	else
-		fputc('\n', out);
+		break;
+	case HOLDING_CLIENT:
+		fputs(": a connection with no listener on the port, so a port "
+		      "allocator handed it out (or a service kept it after "
+		      "closing its listener)\n", out);
+		break;
+	case HOLDING_HIDDEN:
+		fputs(": berthd's pool draws from this range and only root may "
+		      "see whose socket it is; run as root\n", out);
+		break;
+	default:
+		if (maybe_kernel_pick(plan, s))
+			fputs(": the kernel does not reserve the port and hands "
+			      "out its range, so this may be a client's "
+			      "port, not a service\n", out);
+		else
+			fputc('\n', out);
+	}
 }
 
 /*

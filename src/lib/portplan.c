@@ -512,6 +512,11 @@ static int add_kernel_reserved(struct builder *b, bool kernel)
 	p->kernel_read = plan__read_kernel_reserved(plan__sysctl_dir(b->env),
 						    &p->kernel_reserved, why,
 						    sizeof(why)) == 0;
+	uint16_t lo, hi;
+	char ignored[1024];
+	if (plan__read_kernel_range(plan__sysctl_dir(b->env), &lo, &hi, ignored,
+				    sizeof(ignored)) == 0)
+		portset_add_range(&p->kernel_ephemeral, lo, hi);
 	if (!kernel)
 		return 0;
 	if (!p->kernel_read) {

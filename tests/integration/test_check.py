@@ -3,11 +3,15 @@
 A socket listening on a reserved port (a TCP listener, an unconnected UDP
 socket) is taken to be the service the port is kept for: "in use", exit 0.
 The client end of a connection on a reserved port, and berthd's pool holding
-one, are conflicts: exit 1.
+one, are conflicts: exit 1; so is a socket that could be the pool when
+berthctl may not see its owner (not root).
 """
 
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 
 import pytest
 
@@ -67,16 +71,37 @@ def test_client_end_on_reserved_port_is_a_conflict(berthctl, free_port,
     state = "connected" if kind == "udp" else "established"
     assert f"reserved port {port}/{kind}" in line
     assert f"pid {os.getpid()} ({own_comm})" in line
-    assert f"127.0.0.1:{port} ({state}): the client end of a connection" in line
+    assert (f"127.0.0.1:{port} ({state}): a connection with no listener on "
+            f"the port") in line
     assert "ok:" not in r.stdout
 
 
+def as_nobody(program, config, *args):
+    """program -c CONFIG ARGS run as user and group nobody (65534), with
+    copies of both where nobody may read them."""
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        prog = shutil.copy(program, d)
+        conf = shutil.copy(config, d)
+        os.chmod(conf, 0o644)
+        r = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             prog, "-c", conf, *args], capture_output=True, text=True,
+            timeout=10)
+    # Messages name the copy: put the real config back in its place.
+    return subprocess.CompletedProcess(
+        r.args, r.returncode, r.stdout.replace(conf, str(config)),
+        r.stderr.replace(conf, str(config)))
+
+
 def test_berthd_pool_on_reserved_port_is_a_conflict(berthd, berthctl,
-                                                    free_port, tmp_path):
+                                                    build_dir, free_port,
+                                                    tmp_path):
     """The README's recovery: a port berthd's pool holds is reserved after
-    start-up; check names berthd and the release that gives the port back,
-    and after the release it is clean.  berthd listening on its own service
-    port, reserved too, is in use."""
+    start-up; check names berthd and the release that gives the port back
+    (not root, it cannot name the owner and says "unknown"), and after the
+    release it is clean.  berthd listening on its own service port, reserved
+    too, is in use."""
     listen = free_port("udp")
     sock = tmp_path / "berth.sock"
     hosts = tmp_path / "hosts"
@@ -117,6 +142,18 @@ socket = {sock}
         assert (f"reserved port {listen}/{kind}" in line
                 and f"pid {daemon.pid} (berthd) on 127.0.0.1:{listen} "
                     f"({state})" in line), r.stdout
+
+    # Not root, berthctl cannot see whose socket it is: it could be the
+    # pool, so check says so and does not say "ok".
+    r = as_nobody(build_dir / "berthctl", config, "check")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert lines(r.stdout, "unknown:") == [
+        f"unknown: reserved port {taken}/udp (config {config}:{line_no}) is "
+        f"held by an unknown process on 0.0.0.0:{taken} (bound): berthd's pool "
+        f"draws from this range and only root may see whose socket it is; "
+        f"run as root"], r.stdout
+    assert "ok:" not in r.stdout
+    assert "run as root" in r.stderr
 
     out = berthctl("-s", sock, "release", str(taken))
     assert out.returncode == 0, out.stderr

@@ -201,6 +201,8 @@ static void test_held_reserved_ports(void **state)
 	reserve(f->plan, "1433, 4500, 5300, 50000-50001");
 	kernel_reserves(f->plan, "1433,4500,5300,50000-50001");
 	assert_int_equal(run_check(f, NULL), CTL_FINDING);
+	/* 5300 lies outside the dynamic range: berthd listens there, whatever
+	 * this config's services are, since its pool draws only from it. */
 	assert_string_equal(f->out,
 		"in use: reserved port 4500/tcp (catalog sbs: ipsec-nat-t IPsec "
 		"NAT traversal) is held by an unknown process on "
@@ -208,42 +210,20 @@ static void test_held_reserved_ports(void **state)
 		"in use: reserved port 4500/udp (catalog sbs: ipsec-nat-t IPsec "
 		"NAT traversal) is held by pid 200 (charon) on 0.0.0.0:4500 "
 		"(bound)\n"
-		"conflict: reserved port 5300/tcp (config test.conf:7) is held by "
-		"pid 100 (berthd) on 127.0.0.1:5300 (listen): no service of this "
-		"config listens there, so berthd's pool took it; \"berthctl "
-		"release 5300\" gives it back\n"
-		"conflict: reserved port 5300/udp (config test.conf:7) is held by "
-		"pid 100 (berthd) on 127.0.0.1:5300 (bound): no service of this "
-		"config listens there, so berthd's pool took it; \"berthctl "
-		"release 5300\" gives it back\n"
+		"in use: reserved port 5300/tcp (config test.conf:7) is held by "
+		"pid 100 (berthd) on 127.0.0.1:5300 (listen)\n"
+		"in use: reserved port 5300/udp (config test.conf:7) is held by "
+		"pid 100 (berthd) on 127.0.0.1:5300 (bound)\n"
 		"conflict: reserved port 50000/tcp (kernel ip_local_reserved_ports) "
 		"is held by an unknown process on 127.0.0.1:50000 (established): "
-		"the client end of a connection, so a port allocator handed it "
-		"out\n"
+		"a connection with no listener on the port, so a port allocator "
+		"handed it out (or a service kept it after closing its "
+		"listener)\n"
 		"note: a socket listening on a reserved port is taken to be the "
 		"service the port is kept for; check that each program \"in "
 		"use\" names is that service\n");
 	expect_in(f->err, "some owners are hidden");
 	expect_in(f->err, "run as root");
-}
-
-/* berthd listening on a port of its own config's services is that port's
- * service, like any other listener; only the client end stays a conflict. */
-static void test_berthd_own_listen_port(void **state)
-{
-	struct fixture *f = *state;
-
-	reserve(f->plan, "5300, 50000");
-	kernel_reserves(f->plan, "5300, 50000");
-	portset_add(&f->plan->listen, 5300);
-	assert_int_equal(run_check(f, NULL), CTL_FINDING);
-	expect_in(f->out, "in use: reserved port 5300/tcp is "
-			  "held by pid 100 (berthd) on 127.0.0.1:5300 (listen)\n");
-	expect_in(f->out, "in use: reserved port 5300/udp is "
-			  "held by pid 100 (berthd) on 127.0.0.1:5300 (bound)\n");
-	expect_not_in(f->out, "conflict: reserved port 5300");
-	expect_in(f->out, "conflict: reserved port 50000/tcp");
-	expect_not_in(f->out, "ok:");
 }
 
 /* Replace the fixture's socket tables with net/tcp and net/udp of its own. */
@@ -261,6 +241,86 @@ static void own_tables(struct fixture *f, const char *tcp, const char *udp)
 	make_file(f, "net/tcp", text);
 	snprintf(text, sizeof(text), "%s%s", head, udp);
 	make_file(f, "net/udp", text);
+}
+
+/* Give pid's fd N the socket inode. */
+static void owns(struct fixture *f, int pid, int fd, unsigned inode)
+{
+	char rel[64], target[64];
+	snprintf(rel, sizeof(rel), "%d/fd/%d", pid, fd);
+	snprintf(target, sizeof(target), "socket:[%u]", inode);
+	make_link(f, rel, target);
+}
+
+/*
+ * Unconnected UDP sockets on reserved ports of the dynamic range: berthd's
+ * on a port its services listen on is in use, on any other its pool (a
+ * conflict); one whose owner is hidden could be the pool (unknown); another
+ * program's is in use, said to be maybe the kernel's pick when the kernel
+ * hands that port out.  A TCP listener of berthd's is never its pool.
+ */
+static void test_pool_and_listeners(void **state)
+{
+	struct fixture *f = *state;
+
+	own_tables(f,
+		/* berthd listens on 127.0.0.1:50010 */
+		"   0: 0100007F:C35A 00000000:0000 0A 00000000:00000000 "
+		"00:00000000 00000000     0        0 1001 1 0\n",
+		/* berthd 50010 and 50011, hidden 50012, charon 50013 and 4500 */
+		"   1: 0100007F:C35A 00000000:0000 07 00000000:00000000 "
+		"00:00000000 00000000     0        0 3001 2 0\n"
+		"   2: 00000000:C35B 00000000:0000 07 00000000:00000000 "
+		"00:00000000 00000000     0        0 3005 2 0\n"
+		"   3: 00000000:C35C 00000000:0000 07 00000000:00000000 "
+		"00:00000000 00000000     0        0 3006 2 0\n"
+		"   4: 00000000:C35D 00000000:0000 07 00000000:00000000 "
+		"00:00000000 00000000     0        0 3007 2 0\n"
+		"   5: 00000000:1194 00000000:0000 07 00000000:00000000 "
+		"00:00000000 00000000     0        0 3002 2 0\n");
+	owns(f, 100, 5, 3005);
+	owns(f, 200, 10, 3007);
+	reserve(f->plan, "4500, 50010-50013");
+	kernel_reserves(f->plan, "4500, 50010-50012");
+	portset_add_range(&f->plan->kernel_ephemeral, 32768, 60999);
+	portset_add(&f->plan->listen, 50010);
+	assert_int_equal(run_check(f, NULL), CTL_FINDING);
+	assert_string_equal(f->out,
+		"in use: reserved port 4500/udp is held by pid 200 (charon) on "
+		"0.0.0.0:4500 (bound)\n"
+		"in use: reserved port 50010/tcp is held by pid 100 (berthd) on "
+		"127.0.0.1:50010 (listen)\n"
+		"in use: reserved port 50010/udp is held by pid 100 (berthd) on "
+		"127.0.0.1:50010 (bound)\n"
+		"conflict: reserved port 50011/udp is held by pid 100 (berthd) on "
+		"0.0.0.0:50011 (bound): no service of this config listens there, "
+		"so berthd's pool took it; \"berthctl release 50011\" gives it "
+		"back\n"
+		"unknown: reserved port 50012/udp is held by an unknown process on "
+		"0.0.0.0:50012 (bound): berthd's pool draws from this range and "
+		"only root may see whose socket it is; run as root\n"
+		"in use: reserved port 50013/udp is held by pid 200 (charon) on "
+		"0.0.0.0:50013 (bound): the kernel does not reserve the port and "
+		"hands out its range, so this may be a client's port, not a "
+		"service\n"
+		"note: a socket listening on a reserved port is taken to be the "
+		"service the port is kept for; check that each program \"in "
+		"use\" names is that service\n"
+		"warning: the kernel does not reserve 1 of the plan's reserved "
+		"ports (50013), so it may hand them out as ephemeral ports; run "
+		"\"berthctl apply\" as root\n");
+	expect_in(f->err, "run as root");
+
+	/* The same berthd socket on 50010 with no service of this config on
+	 * it: a TCP listener is still in use, the UDP socket is the pool. */
+	free(f->out);
+	free(f->err);
+	portset_clear(&f->plan->listen);
+	assert_int_equal(run_check(f, NULL), CTL_FINDING);
+	expect_in(f->out, "in use: reserved port 50010/tcp is held by pid 100 "
+			  "(berthd) on 127.0.0.1:50010 (listen)\n");
+	expect_in(f->out, "conflict: reserved port 50010/udp is held by pid 100 "
+			  "(berthd) on 127.0.0.1:50010 (bound): no service");
 }
 
 /*
@@ -297,10 +357,12 @@ static void test_connections(void **state)
 	expect_in(f->out, "in use: reserved port 88/udp is held by pid 200 "
 			  "(charon) on 0.0.0.0:88 (bound)\n");
 	expect_in(f->out, "conflict: reserved port 464/udp is held by an "
-			  "unknown process on 127.0.0.1:464 (connected): the "
-			  "client end of a connection");
+			  "unknown process on 127.0.0.1:464 (connected): a "
+			  "connection with no listener on the port");
+	/* berthd's own connections are judged like anyone's. */
 	expect_in(f->out, "conflict: reserved port 4501/tcp is held by pid 100 "
-			  "(berthd) on 127.0.0.1:4501 (established)");
+			  "(berthd) on 127.0.0.1:4501 (established): a "
+			  "connection with no listener on the port");
 	/* The accepted TCP connection and the connected UDP socket on 88 are
 	 * the listeners' own traffic: neither is a line of its own. */
 	expect_not_in(f->out, "(established)\nin use");
@@ -392,8 +454,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_clean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_held_reserved_ports, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_berthd_own_listen_port,
-						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_and_listeners, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_connections, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_reservation_without_origin,

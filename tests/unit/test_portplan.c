@@ -76,6 +76,10 @@ static void test_default_range(void **state)
 	assert_true(p->kernel_read);
 	assert_int_equal(portset_count(&p->kernel_reserved), 102);
 	assert_true(portset_has(&p->kernel_reserved, 8080));
+	/* So is its ephemeral range (32768 60999 in the fixture). */
+	assert_int_equal(portset_count(&p->kernel_ephemeral), 60999 - 32768 + 1);
+	assert_true(portset_has(&p->kernel_ephemeral, 32768));
+	assert_false(portset_has(&p->kernel_ephemeral, 61000));
 	assert_int_equal(portset_count(&p->reserved), 0);
 	assert_string_equal(p->file, "berth.conf");
 	plan_free(p);
