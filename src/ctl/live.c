@@ -1,6 +1,7 @@
 /* The live verbs: talk to a running berthd over its control socket. */
 #include <errno.h>
 #include <string.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,28 +24,40 @@ static const char *file_kind(const struct stat *st)
 	       "an unknown kind of file";
 }
 
+/* True when path is a socket file: one nobody listens on is stale. */
+static bool is_socket(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 /*
  * Why connecting to path failed with errno e, on err.  Linux answers
  * ECONNREFUSED (or EACCES) for a path that is no socket at all, just as it
- * does for a stale socket, so the file itself says which it is.  missing is
- * the path tried first, where nothing was, when path is root's fallback
- * (ctl_live()); NULL otherwise.  Every message names both paths tried.
+ * does for a stale socket, so the file itself says which it is.  first is
+ * the path tried first, when path is root's fallback (ctl_live()), and
+ * first_errno why it failed (ENOENT: nothing there; else a stale socket);
+ * first is NULL otherwise.  Every message names both paths tried.
  */
-static void explain_connect_error(const char *missing, const char *path, int e,
-				  FILE *err)
+static void explain_connect_error(const char *first, int first_errno,
+				  const char *path, int e, FILE *err)
 {
-	char tried[CONFIG_SOCKET_PATH_MAX + 32] = "";
+	char tried[CONFIG_SOCKET_PATH_MAX + 64] = "";
 	struct stat st;
-	if (missing)
+	if (first && first_errno == ENOENT)
 		snprintf(tried, sizeof(tried), "no control socket at %s, and ",
-			 missing);
-	if (e == ENOENT && missing)
+			 first);
+	else if (first)
+		snprintf(tried, sizeof(tried), "%s is a stale control socket "
+			 "nobody listens on, and ", first);
+	if (e == ENOENT && first && first_errno == ENOENT)
 		fprintf(err, "berthctl: berthd is not running: no control socket at %s "
 			"nor at %s (is berthd using another config? try -c FILE or "
-			"-s PATH)\n", missing, path);
+			"-s PATH)\n", first, path);
 	else if (e == ENOENT)
-		fprintf(err, "berthctl: berthd is not running: no control socket at %s "
-			"(is berthd using another config? try -c FILE or -s PATH)\n", path);
+		fprintf(err, "berthctl: berthd is not running: %sno control socket at "
+			"%s (is berthd using another config? try -c FILE or -s "
+			"PATH)\n", tried, path);
 	else if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
 		fprintf(err, "berthctl: %s%s is %s, not a socket (is -s PATH or the "
 			"config's [control] socket right?)\n", tried, path,
@@ -84,9 +97,10 @@ static int dial(const char *path, int *connect_errno, FILE *err)
 }
 
 /*
- * Connect to path, or, when nothing is there and fallback is set, to
- * fallback; *used is the path connected to (or last tried).  Returns the
- * descriptor, or -1 after saying why on err.
+ * Connect to path, or, when nothing is there or only a stale socket (a
+ * berthd that was killed) and fallback is set, to fallback; *used is the
+ * path connected to (or last tried).  Returns the descriptor, or -1 after
+ * saying why on err.
  */
 static int connect_control(const char *path, const char *fallback,
 			   const char **used, FILE *err)
@@ -105,16 +119,17 @@ static int connect_control(const char *path, const char *fallback,
 	int fd = dial(path, &e, err);
 	if (fd >= 0 || e == 0)
 		return fd;
-	const char *missing = NULL;
-	if (e == ENOENT && fallback && *fallback &&
-	    strlen(fallback) < SUN_PATH_SIZE) {
-		missing = path;
+	const char *first = NULL;
+	int first_errno = e;
+	if ((e == ENOENT || (e == ECONNREFUSED && is_socket(path))) &&
+	    fallback && *fallback && strlen(fallback) < SUN_PATH_SIZE) {
+		first = path;
 		*used = fallback;
 		fd = dial(fallback, &e, err);
 		if (fd >= 0 || e == 0)
 			return fd;
 	}
-	explain_connect_error(missing, *used, e, err);
+	explain_connect_error(first, first_errno, *used, e, err);
 	return -1;
 }
 

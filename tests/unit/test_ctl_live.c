@@ -3,7 +3,8 @@
  * reached: each way the control socket path can be wrong gets its own
  * message (no socket there, a stale socket, a regular file, a directory, an
  * empty path), and every one exits 2; and root's fallback path (/run/berth
- * when the XDG path is absent) is tried only when nothing is at the path.
+ * when the XDG path is absent) is tried only when nothing, or a stale
+ * socket, is at the path.
  * Real files in a temporary directory; no berthd, a forked child plays it.
  */
 #include <fcntl.h>
@@ -264,18 +265,54 @@ static void test_a_stale_fallback(void **state)
 	run_free(&r);
 }
 
-/* Anything at the path, even a stale socket, is where berthd is meant to
- * be: the fallback is for a path with nothing there only. */
-static void test_no_fallback_when_the_path_is_taken(void **state)
+/* A stale socket at the path (a berthd that was killed) and berthd on the
+ * fallback: berthctl reaches it. */
+static void test_the_fallback_past_a_stale_socket(void **state)
+{
+	struct fx *fx = *state;
+	bound_socket(fx->path, false);
+	pid_t pid = fake_berthd(bound_socket(fx->fallback, true));
+
+	struct run r = live_status_or(fx->path, fx->fallback);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(r.rc, CTL_OK);
+	assert_string_equal(r.out, "berthd on the fallback\n");
+	assert_string_equal(r.err, "");
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	run_free(&r);
+}
+
+/* Stale sockets at both: the message names both. */
+static void test_stale_sockets_at_both(void **state)
 {
 	struct fx *fx = *state;
 	bound_socket(fx->path, false);
 	bound_socket(fx->fallback, false);
 
 	struct run r = live_status_or(fx->path, fx->fallback);
-	char want[256];
+	char want[512];
 	snprintf(want, sizeof(want), "berthd is not running: %s is a stale control "
-		 "socket nobody listens on\n", fx->path);
+		 "socket nobody listens on, and %s is a stale control socket "
+		 "nobody listens on\n", fx->path, fx->fallback);
+	assert_refused(&r, want);
+	run_free(&r);
+}
+
+/* Something at the path that is no socket at all is a mistake to show,
+ * not a reason to look elsewhere. */
+static void test_no_fallback_past_a_regular_file(void **state)
+{
+	struct fx *fx = *state;
+	FILE *fp = fopen(fx->path, "w");
+	assert_non_null(fp);
+	assert_int_equal(fclose(fp), 0);
+	bound_socket(fx->fallback, false);
+
+	struct run r = live_status_or(fx->path, fx->fallback);
+	char want[256];
+	snprintf(want, sizeof(want), "%s is a regular file, not a socket",
+		 fx->path);
 	assert_refused(&r, want);
 	assert_null(strstr(r.err, fx->fallback));
 	run_free(&r);
@@ -301,7 +338,11 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_a_stale_fallback,
 						fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_no_fallback_when_the_path_is_taken,
+		cmocka_unit_test_setup_teardown(test_the_fallback_past_a_stale_socket,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_stale_sockets_at_both,
+						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_no_fallback_past_a_regular_file,
 						fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
