@@ -144,6 +144,7 @@ int krb_tcp_start(struct krb_query *q)
 	}
 	return rc;
 }
+
 /* True when the KDC has closed its side and sent nothing berth left unread. */
 static bool kdc_closed(int fd)
 {
@@ -169,8 +170,8 @@ void krb_tcp_end(struct krb_query *q)
 		return;
 	loop_watch_stop(q->k->loop, &q->w);
 	if (!kdc_closed(q->tfd)) {
-		struct linger abort = { .l_onoff = 1, .l_linger = 0 };
-		setsockopt(q->tfd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+		struct linger rst = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(q->tfd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
 	}
 	close(q->tfd);
 	q->tfd = -1;
