@@ -98,9 +98,9 @@ struct plan {
 	struct portset pool_room;   /* allowed minus the spec's listen ports:
 				       what the pool may draw from (less what
 				       other sockets hold when it starts) */
-	struct portset listen;      /* the spec's listen ports: a service
-				       of the config's own holding one of
-				       them is no conflict */
+	struct portset listen;      /* the spec's listen ports: the pool
+				       never holds one, so berthctl check
+				       takes berthd there for a service */
 	bool avoid_in_use;          /* also skip ports local sockets hold */
 	uint32_t pool_size;         /* 0 when there is no [pool] */
 	unsigned pool_size_line;
