@@ -27,6 +27,11 @@ struct builder {
 	size_t cap;       /* allocated entries of plan->res */
 	char *err;
 	size_t errlen;
+	/* ip_local_port_range, read once: the dynamic range with from_kernel,
+	 * and the kernel's ephemeral range for berthctl check. */
+	int range_rc;     /* 0, or -errno with range_why saying why */
+	uint16_t range_lo, range_hi;
+	char range_why[1536];
 };
 
 /* Report "FILE:LINE: [ports] KEY: reason". */
@@ -302,7 +307,6 @@ static int choose_dynamic(struct builder *b, bool *kernel)
 {
 	const struct plan_spec *sp = b->spec;
 	struct plan *p = b->plan;
-	char why[1536];
 
 	if (parse_yes_no(b, "from_kernel", &sp->from_kernel, false, kernel) < 0)
 		return -EINVAL;
@@ -322,12 +326,13 @@ static int choose_dynamic(struct builder *b, bool *kernel)
 	if (is_set(&sp->dynamic_start) || is_set(&sp->dynamic_count))
 		return dynamic_from_netsh(b);
 	if (*kernel) {
-		if (plan__read_kernel_range(plan__sysctl_dir(b->env),
-					    &p->dynamic_lo, &p->dynamic_hi, why,
-					    sizeof(why)) < 0) {
-			key_error(b, "from_kernel", sp->from_kernel.line, "%s", why);
+		if (b->range_rc < 0) {
+			key_error(b, "from_kernel", sp->from_kernel.line, "%s",
+				  b->range_why);
 			return -EINVAL;
 		}
+		p->dynamic_lo = b->range_lo;
+		p->dynamic_hi = b->range_hi;
 		snprintf(p->dynamic_how, sizeof(p->dynamic_how),
 			 "kernel ip_local_port_range (from_kernel = yes at %s:%u)",
 			 b->file, sp->from_kernel.line);
@@ -512,11 +517,6 @@ static int add_kernel_reserved(struct builder *b, bool kernel)
 	p->kernel_read = plan__read_kernel_reserved(plan__sysctl_dir(b->env),
 						    &p->kernel_reserved, why,
 						    sizeof(why)) == 0;
-	uint16_t lo, hi;
-	char ignored[1024];
-	if (plan__read_kernel_range(plan__sysctl_dir(b->env), &lo, &hi, ignored,
-				    sizeof(ignored)) == 0)
-		portset_add_range(&p->kernel_ephemeral, lo, hi);
 	if (!kernel)
 		return 0;
 	if (!p->kernel_read) {
@@ -581,6 +581,12 @@ struct plan *plan_build(const struct plan_spec *spec,
 		return NULL;
 	}
 	b.plan->file = b.file;
+	b.range_rc = plan__read_kernel_range(plan__sysctl_dir(env), &b.range_lo,
+					     &b.range_hi, b.range_why,
+					     sizeof(b.range_why));
+	if (b.range_rc == 0)
+		portset_add_range(&b.plan->kernel_ephemeral, b.range_lo,
+				  b.range_hi);
 	b.plan->pool_size = spec->pool_size;
 	b.plan->pool_size_line = spec->pool_size_line;
 	if (choose_dynamic(&b, &kernel) < 0 ||
