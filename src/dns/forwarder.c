@@ -108,8 +108,14 @@ static bool same_addr(const struct sockaddr *a, const union fwd_sockaddr *b)
 	return false;
 }
 
-/* The order this query tries upstreams in: healthy ones first, each group in
- * config order. */
+/*
+ * The order this query tries upstreams in: healthy ones first, each group in
+ * config order.  A lone upstream is asked twice over UDP: one datagram lost
+ * on the way would otherwise turn into SERVFAIL after upstream_timeout,
+ * before a stub resolver's own retransmission (5 s in glibc), and the stub
+ * takes SERVFAIL from its only server as a failed lookup.  Over TCP a lost
+ * segment is the kernel's to resend, so silence there is the upstream's.
+ */
 static void plan_order(const struct dns_fwd *f, struct fwd_query *r)
 {
 	r->norder = 0;
@@ -119,6 +125,8 @@ static void plan_order(const struct dns_fwd *f, struct fwd_query *r)
 			if (sick == (pass == 1))
 				r->order[r->norder++] = (uint8_t)i;
 		}
+	if (f->nup == 1 && !r->sess)
+		r->order[r->norder++] = 0;
 	r->attempt = 0;
 }
 

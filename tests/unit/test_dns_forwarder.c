@@ -539,6 +539,33 @@ static void test_failover_at_exact_timeout(void **state)
 	env_free(e);
 }
 
+/* Upstream i answers the query s it got; the client receives the answer. */
+static void upstream_answers(struct env *e, int i, const struct sent *s)
+{
+	uint8_t r[600], got[600];
+	size_t rlen = make_reply(r, s->q, s->len, 1, 0, 0);
+	assert_true(offer(e, i, s, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+}
+
+/* The client's next datagram is SERVFAIL to its query id for an A question,
+ * the first SERVFAIL sent, with nothing left outstanding. */
+static void assert_client_servfail(struct env *e, uint16_t id)
+{
+	uint8_t got[600];
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_true(n > DNS_HEADER_LEN);
+	struct dns_msg m;
+	assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
+	assert_int_equal(m.hdr.id, id);
+	assert_int_equal(dns_flags_rcode(m.hdr.flags), DNS_RCODE_SERVFAIL);
+	assert_int_equal(m.qtype, DNS_TYPE_A);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.servfails, 1);
+	assert_int_equal(st.rcode[DNS_RCODE_SERVFAIL], 1);
+	assert_int_equal(st.outstanding, 0);
+}
+
 static void test_servfail_when_all_fail(void **state)
 {
 	(void)state;
@@ -552,18 +579,70 @@ static void test_servfail_when_all_fail(void **state)
 	run_at(e, t0 + 2 * TIMEOUT - 1);
 	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
 	run_at(e, t0 + 2 * TIMEOUT);
-	ssize_t n = take(e->client, got, sizeof(got), NULL);
-	assert_true(n > DNS_HEADER_LEN);
-	struct dns_msg m;
-	assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
-	assert_int_equal(m.hdr.id, 0x5150);
-	assert_int_equal(dns_flags_rcode(m.hdr.flags), DNS_RCODE_SERVFAIL);
-	assert_int_equal(m.qtype, DNS_TYPE_A);
+	assert_client_servfail(e, 0x5150);
+	assert_int_equal(stats(e).timeouts, 2);
+	/* Two upstreams: each is asked once, none twice. */
+	assert_false(upstream_got(e, 0, &s));
+	assert_false(upstream_got(e, 1, &s));
+	env_free(e);
+}
+
+/*
+ * A lone upstream is asked a second time when the first datagram goes
+ * unanswered, from a pool socket and with an ID drawn afresh, so one lost
+ * datagram is not SERVFAIL.  The first attempt is over: its late answer is
+ * not taken.
+ */
+static void test_lone_upstream_asked_twice(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	uint64_t t0 = fake_now;
+	struct sent s0, s1;
+	uint8_t r[600], got[600];
+	forward_one(e, 0x0a0a, "www.example.test", DNS_TYPE_A, 0, &s0);
+	run_at(e, t0 + TIMEOUT - 1);
+	assert_false(upstream_got(e, 0, &s1));
+	run_at(e, t0 + TIMEOUT);
+	assert_true(upstream_got(e, 0, &s1));
+	struct sent extra;
+	assert_false(upstream_got(e, 0, &extra));
 	struct dns_fwd_stats st = stats(e);
-	assert_int_equal(st.servfails, 1);
-	assert_int_equal(st.timeouts, 2);
-	assert_int_equal(st.rcode[DNS_RCODE_SERVFAIL], 1);
-	assert_int_equal(st.outstanding, 0);
+	assert_int_equal(st.timeouts, 1);
+	assert_int_equal(st.retries, 1);
+	assert_int_equal(st.forwarded, 1);
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	size_t rlen = make_reply(r, s0.q, s0.len, 1, 0, 0);
+	assert_true(offer(e, 0, &s0, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	rlen = make_reply(r, s1.q, s1.len, 1, 0, 0);
+	assert_true(offer(e, 0, &s1, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+	assert_int_equal(dns_get_id(got), 0x0a0a);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
+	assert_int_equal(stats(e).outstanding, 0);
+	env_free(e);
+}
+
+/* A lone upstream silent twice: SERVFAIL after two upstream_timeouts, not
+ * before, and no third datagram. */
+static void test_lone_upstream_servfail_after_second_timeout(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	uint64_t t0 = fake_now;
+	struct sent s;
+	uint8_t got[600];
+	forward_one(e, 0x5151, "www.example.test", DNS_TYPE_A, 0, &s);
+	run_at(e, t0 + TIMEOUT);
+	assert_true(upstream_got(e, 0, &s));
+	run_at(e, t0 + 2 * TIMEOUT - 1);
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	run_at(e, t0 + 2 * TIMEOUT);
+	assert_client_servfail(e, 0x5151);
+	assert_int_equal(stats(e).timeouts, 2);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 2);
+	assert_false(upstream_got(e, 0, &s));
 	env_free(e);
 }
 
@@ -601,15 +680,6 @@ static void test_failing_upstream_tried_last(void **state)
 	client_send(e, q, qlen);
 	assert_true(upstream_got(e, 0, &s));
 	env_free(e);
-}
-
-/* Upstream i answers the query s it got; the client receives the answer. */
-static void upstream_answers(struct env *e, int i, const struct sent *s)
-{
-	uint8_t r[600], got[600];
-	size_t rlen = make_reply(r, s->q, s->len, 1, 0, 0);
-	assert_true(offer(e, i, s, r, rlen));
-	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
 }
 
 /*
@@ -1118,6 +1188,8 @@ int main(void)
 		cmocka_unit_test(test_0x20_verified_exactly),
 		cmocka_unit_test(test_failover_at_exact_timeout),
 		cmocka_unit_test(test_servfail_when_all_fail),
+		cmocka_unit_test(test_lone_upstream_asked_twice),
+		cmocka_unit_test(test_lone_upstream_servfail_after_second_timeout),
 		cmocka_unit_test(test_failing_upstream_tried_last),
 		cmocka_unit_test(test_ignored_queries_do_not_make_answering_upstream_sick),
 		cmocka_unit_test(test_answer_in_send_millisecond_counts_as_alive),
