@@ -1,0 +1,357 @@
+/*
+ * dns_fwd_fixture: dns/forwarder on real loopback sockets and a fake clock,
+ * shared by the forwarder's UDP tests.  The loop runs on epoll, but its time
+ * is the test's, so every timeout is exact and nothing sleeps.  A real socket
+ * pool sends the queries; the fake upstreams are plain UDP sockets of the
+ * test, and the test plays berthd by offering replies to
+ * dns_fwd_on_upstream_reply (which also lets it forge replies from wrong
+ * addresses, sockets and IDs).
+ */
+#ifndef BERTH_TEST_DNS_FWD_FIXTURE_H
+#define BERTH_TEST_DNS_FWD_FIXTURE_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "berth/loop.h"
+#include "berth/sockpool.h"
+#include "dns/forwarder.h"
+#include "dns/forwarder_int.h" /* FWD_TX_BATCH */
+#include "dns/hosts.h"
+#include "dns/wire.h"
+
+#define NUP 3
+#define POOL_SIZE 4
+#define TIMEOUT 2000u
+
+static uint64_t fake_now = 1000000;
+
+static inline uint64_t fake_clock(void *arg)
+{
+	(void)arg;
+	return fake_now;
+}
+
+struct pool_sock {
+	int fd;
+	uint16_t port;
+};
+
+struct env {
+	struct loop *loop;
+	struct pool *pool;
+	struct dns_fwd *f;
+	struct dns_hosts *hosts;
+	int up[NUP];                  /* fake upstream sockets */
+	struct sockaddr_in up_addr[NUP];
+	int client;
+	struct sockaddr_in fwd_addr;  /* the forwarder's listen address */
+	struct pool_sock socks[64];
+	int nsocks;
+	/* Always readable, so that no poll ever waits in real time: the loop's
+	 * timeout is computed from its last (fake) clock reading. */
+	int kick;
+	struct loop_watch kick_w;
+};
+
+static inline void on_kick(struct loop *l, struct loop_watch *w, unsigned events)
+{
+	(void)l, (void)w, (void)events;
+}
+
+static inline void on_pool_sock(void *arg, int fd, int family, uint16_t port, bool open)
+{
+	(void)family;
+	struct env *e = arg;
+	if (open && e->nsocks < 64)
+		e->socks[e->nsocks++] = (struct pool_sock){ .fd = fd, .port = port };
+}
+
+static inline int udp_socket(struct sockaddr_in *addr)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in a = {
+		.sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t len = sizeof(a);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	if (addr)
+		*addr = a;
+	return fd;
+}
+
+struct opts {
+	size_t nup;
+	bool use_0x20;
+	uint32_t max_outstanding;
+	const struct portset *blocked;
+	bool hosts;
+};
+
+static inline struct env *env_new(const struct opts *o)
+{
+	static struct env e;
+	char err[256];
+	memset(&e, 0, sizeof(e));
+	struct loop_config lc = { .clock = { .now_ms = fake_clock } };
+	e.loop = loop_new(&lc);
+	assert_non_null(e.loop);
+	e.kick = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
+	assert_true(e.kick >= 0);
+	loop_watch_init(&e.kick_w, e.kick, on_kick);
+	assert_int_equal(loop_watch_set(e.loop, &e.kick_w, LOOP_READ), 0);
+	struct portset allowed;
+	portset_clear(&allowed);
+	portset_add_range(&allowed, 40000, 60999);
+	struct pool_config pc = { .size = POOL_SIZE };
+	e.pool = pool_create(&pc, &allowed, NULL, NULL, NULL, fake_now, err,
+			     sizeof(err));
+	if (!e.pool)
+		fail_msg("pool_create: %s", err);
+	pool_set_watch(e.pool, on_pool_sock, &e);
+	assert_int_equal(e.nsocks, POOL_SIZE);
+
+	struct dns_fwd_addr ups[NUP];
+	for (size_t i = 0; i < o->nup; i++) {
+		e.up[i] = udp_socket(&e.up_addr[i]);
+		memset(&ups[i], 0, sizeof(ups[i]));
+		memcpy(&ups[i].sa, &e.up_addr[i], sizeof(e.up_addr[i]));
+		ups[i].len = sizeof(e.up_addr[i]);
+	}
+	if (o->hosts)
+		assert_int_equal(dns_hosts_load(&e.hosts, BERTH_TEST_DATADIR "/dns_hosts_good",
+						0, NULL, NULL, err, sizeof(err)), 0);
+	struct dns_fwd_config fc = {
+		.upstreams = ups,
+		.nupstream = o->nup,
+		.upstream_timeout_ms = TIMEOUT,
+		.use_0x20 = o->use_0x20,
+		.max_outstanding = o->max_outstanding,
+		.blocked_source_ports = o->blocked,
+		.hosts = e.hosts,
+	};
+	e.f = dns_fwd_new(e.loop, e.pool, &fc, err, sizeof(err));
+	if (!e.f)
+		fail_msg("dns_fwd_new: %s", err);
+	e.fwd_addr = (struct sockaddr_in){
+		.sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	int idx = dns_fwd_listen_udp(e.f, (struct sockaddr *)&e.fwd_addr,
+				     sizeof(e.fwd_addr), err, sizeof(err));
+	assert_int_equal(idx, 0);
+	e.fwd_addr.sin_port = htons(dns_fwd_udp_port(e.f, 0));
+	e.client = udp_socket(NULL);
+	return &e;
+}
+
+static inline void env_free(struct env *e)
+{
+	dns_fwd_free(e->f);
+	pool_free(e->pool);
+	loop_watch_stop(e->loop, &e->kick_w);
+	close(e->kick);
+	loop_free(e->loop);
+	dns_hosts_free(e->hosts);
+	for (size_t i = 0; i < NUP; i++)
+		if (e->up[i] > 0)
+			close(e->up[i]);
+	close(e->client);
+}
+
+static inline size_t put_name(uint8_t *buf, const char *name)
+{
+	ssize_t n = dns_name_from_text(name, buf, DNS_NAME_MAX);
+	assert_true(n > 0);
+	return (size_t)n;
+}
+
+static inline size_t put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8), p[1] = (uint8_t)v;
+	return 2;
+}
+
+/* An OPT RR advertising udp_size, no options. */
+static inline size_t put_opt(uint8_t *p, uint16_t udp_size)
+{
+	p[0] = 0;
+	put16(p + 1, DNS_TYPE_OPT);
+	put16(p + 3, udp_size);
+	memset(p + 5, 0, 6);
+	return 11;
+}
+
+/* A query with RD set; opt_size 0 means no OPT. */
+static inline size_t make_query(uint8_t *buf, uint16_t id, const char *name,
+			 uint16_t type, uint16_t qclass, uint16_t opt_size)
+{
+	memset(buf, 0, DNS_HEADER_LEN);
+	put16(buf, id);
+	put16(buf + 2, DNS_FLAG_RD);
+	put16(buf + 4, 1);
+	size_t pos = DNS_HEADER_LEN + put_name(buf + DNS_HEADER_LEN, name);
+	pos += put16(buf + pos, type);
+	pos += put16(buf + pos, qclass);
+	if (opt_size) {
+		put16(buf + 10, 1);
+		pos += put_opt(buf + pos, opt_size);
+	}
+	return pos;
+}
+
+/*
+ * An answer to the query q (as the upstream received it): its header and
+ * question, QR and RA set plus extra flags, nans A records of 192.0.2.N,
+ * and an OPT of opt_size when non-zero.
+ */
+static inline size_t make_reply(uint8_t *buf, const uint8_t *q, size_t qlen,
+			 unsigned nans, uint16_t opt_size, uint16_t extra_flags)
+{
+	struct dns_msg m;
+	assert_int_equal(dns_parse_query(&m, q, qlen), DNS_OK);
+	memcpy(buf, q, m.question_end);
+	put16(buf + 2, (uint16_t)(m.hdr.flags | DNS_FLAG_QR | DNS_FLAG_RA | extra_flags));
+	put16(buf + 6, (uint16_t)nans);
+	put16(buf + 8, 0);
+	put16(buf + 10, opt_size ? 1 : 0);
+	size_t pos = m.question_end;
+	for (unsigned i = 0; i < nans; i++) {
+		pos += put16(buf + pos, 0xc00c);
+		pos += put16(buf + pos, DNS_TYPE_A);
+		pos += put16(buf + pos, DNS_CLASS_IN);
+		memcpy(buf + pos, "\0\0\0\x3c", 4), pos += 4;
+		pos += put16(buf + pos, 4);
+		memcpy(buf + pos, "\xc0\x00\x02", 3), pos += 3;
+		buf[pos++] = (uint8_t)i;
+	}
+	if (opt_size)
+		pos += put_opt(buf + pos, opt_size);
+	return pos;
+}
+
+static inline void client_send(struct env *e, const uint8_t *msg, size_t len)
+{
+	assert_int_equal(sendto(e->client, msg, len, 0, (struct sockaddr *)&e->fwd_addr,
+				sizeof(e->fwd_addr)), (ssize_t)len);
+	assert_true(loop_run_once(e->loop) >= 0);
+}
+
+/* What a socket has waiting, or -1 when nothing. */
+static inline ssize_t take(int fd, uint8_t *buf, size_t size, struct sockaddr_in *from)
+{
+	socklen_t len = sizeof(*from);
+	struct sockaddr_in dummy;
+	return recvfrom(fd, buf, size, MSG_DONTWAIT,
+			(struct sockaddr *)(from ? from : &dummy), &len);
+}
+
+/* What upstream i received: the query and the pool socket it came from. */
+struct sent {
+	uint8_t q[600];
+	size_t len;
+	struct pool_sock sock;
+	struct sockaddr_in from;
+};
+
+static inline bool upstream_got(struct env *e, int i, struct sent *s)
+{
+	ssize_t n = take(e->up[i], s->q, sizeof(s->q), &s->from);
+	if (n < 0)
+		return false;
+	s->len = (size_t)n;
+	uint16_t port = ntohs(s->from.sin_port);
+	for (int k = 0; k < e->nsocks; k++)
+		if (e->socks[k].port == port)
+			s->sock = e->socks[k];
+	assert_int_equal(s->sock.port, port);
+	return true;
+}
+
+static inline bool offer_from(struct env *e, const struct sent *s, const struct sockaddr_in *from,
+		       const uint8_t *msg, size_t len)
+{
+	bool claimed = dns_fwd_on_upstream_reply(e->f, s->sock.fd, s->sock.port,
+						 (const struct sockaddr *)from,
+						 sizeof(*from), msg, len);
+	/* Answers to UDP clients leave at the end of a loop iteration. */
+	loop_flush(e->loop);
+	return claimed;
+}
+
+static inline bool offer(struct env *e, int i, const struct sent *s, const uint8_t *msg,
+		  size_t len)
+{
+	return offer_from(e, s, &e->up_addr[i], msg, len);
+}
+
+static inline struct dns_fwd_stats stats(struct env *e)
+{
+	struct dns_fwd_stats st;
+	dns_fwd_stats(e->f, &st);
+	return st;
+}
+
+/* Advance the fake clock to t and run one iteration (timers due by then). */
+static inline void run_at(struct env *e, uint64_t t)
+{
+	fake_now = t;
+	loop_run_once(e->loop);
+}
+
+
+static const struct opts ONE = { .nup = 1 };
+
+/* Client query -> upstream 0; returns what upstream 0 received. */
+static inline void forward_one(struct env *e, uint16_t id, const char *name,
+			uint16_t type, uint16_t opt_size, struct sent *s)
+{
+	uint8_t q[300];
+	size_t qlen = make_query(q, id, name, type, DNS_CLASS_IN, opt_size);
+	client_send(e, q, qlen);
+	assert_true(upstream_got(e, 0, s));
+}
+
+/* Upstream i answers the query s it got; the client receives the answer. */
+static inline void upstream_answers(struct env *e, int i, const struct sent *s)
+{
+	uint8_t r[600], got[600];
+	size_t rlen = make_reply(r, s->q, s->len, 1, 0, 0);
+	assert_true(offer(e, i, s, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+}
+
+/* The client's next datagram is SERVFAIL to its query id for an A question,
+ * the first SERVFAIL sent, with nothing left outstanding. */
+static inline void assert_client_servfail(struct env *e, uint16_t id)
+{
+	uint8_t got[600];
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_true(n > DNS_HEADER_LEN);
+	struct dns_msg m;
+	assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
+	assert_int_equal(m.hdr.id, id);
+	assert_int_equal(dns_flags_rcode(m.hdr.flags), DNS_RCODE_SERVFAIL);
+	assert_int_equal(m.qtype, DNS_TYPE_A);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.servfails, 1);
+	assert_int_equal(st.rcode[DNS_RCODE_SERVFAIL], 1);
+	assert_int_equal(st.outstanding, 0);
+}
+
+#endif
