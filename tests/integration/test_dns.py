@@ -528,22 +528,21 @@ def test_failing_upstream_is_tried_last(berthd, berthctl, tmp_path, unbound,
     assert counters["upstream_1_failures"] == 0
 
 
-class PickyUpstream(threading.Thread):
-    """A fake upstream that answers every UDP query with an A record except
-    those for names under `ignored`, which it drops, as a recursive server
-    still working on an unreachable zone looks from outside.  It runs until
-    stop()."""
+class DroppingUpstream(threading.Thread):
+    """A fake upstream on UDP that answers each query with an A record of
+    `address` unless drop(name) says to drop it.  It runs until stop()."""
 
-    def __init__(self, ignored, address="192.0.2.80"):
+    def __init__(self, address):
         super().__init__(daemon=True)
-        self.ignored = dns.name.from_text(ignored)
         self.address = address
-        self.dropped = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
         self.stopping = threading.Event()
+
+    def drop(self, q, peer):
+        raise NotImplementedError
 
     def run(self):
         while not self.stopping.is_set():
@@ -552,19 +551,33 @@ class PickyUpstream(threading.Thread):
             except TimeoutError:
                 continue
             q = dns.message.from_wire(data)
-            name = q.question[0].name
-            if name.is_subdomain(self.ignored):
-                self.dropped += 1
+            if self.drop(q, peer):
                 continue
             reply = dns.message.make_response(q)
-            reply.answer.append(dns.rrset.from_text(name, 60, "IN", "A",
-                                                    self.address))
+            reply.answer.append(dns.rrset.from_text(
+                q.question[0].name, 60, "IN", "A", self.address))
             self.sock.sendto(reply.to_wire(), peer)
 
     def stop(self):
         self.stopping.set()
         self.join(5)
         self.sock.close()
+
+
+class PickyUpstream(DroppingUpstream):
+    """Drops the queries for names under `ignored`, as a recursive server
+    still working on an unreachable zone looks from outside."""
+
+    def __init__(self, ignored, address="192.0.2.80"):
+        super().__init__(address)
+        self.ignored = dns.name.from_text(ignored)
+        self.dropped = 0
+
+    def drop(self, q, peer):
+        if q.question[0].name.is_subdomain(self.ignored):
+            self.dropped += 1
+            return True
+        return False
 
 
 @pytest.fixture
@@ -607,43 +620,20 @@ def test_ignored_queries_leave_an_answering_upstream_healthy(berthd, berthctl,
     assert counters["servfails"] == limit + 1
 
 
-class LossyUpstream(threading.Thread):
-    """A fake upstream that drops the first datagram of each name, as a lossy
-    path would, and answers the next with an A record.  It runs until
-    stop()."""
+class LossyUpstream(DroppingUpstream):
+    """Drops the first datagram of each name, as a lossy path would, and
+    records (name, source port, ID) of every query."""
 
     def __init__(self, address="192.0.2.81"):
-        super().__init__(daemon=True)
-        self.address = address
+        super().__init__(address)
         self.seen = {}
         self.sources = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
 
-    def run(self):
-        while not self.stopping.is_set():
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            q = dns.message.from_wire(data)
-            name = q.question[0].name
-            self.seen[name] = self.seen.get(name, 0) + 1
-            self.sources.append((name, peer[1], q.id))
-            if self.seen[name] == 1:
-                continue
-            reply = dns.message.make_response(q)
-            reply.answer.append(dns.rrset.from_text(name, 60, "IN", "A",
-                                                    self.address))
-            self.sock.sendto(reply.to_wire(), peer)
-
-    def stop(self):
-        self.stopping.set()
-        self.join(5)
-        self.sock.close()
+    def drop(self, q, peer):
+        name = q.question[0].name
+        self.seen[name] = self.seen.get(name, 0) + 1
+        self.sources.append((name, peer[1], q.id))
+        return self.seen[name] == 1
 
 
 def test_lone_upstream_asked_again_after_a_lost_datagram(berthd, berthctl,

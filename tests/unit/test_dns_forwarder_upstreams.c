@@ -7,6 +7,37 @@
  */
 #include "dns_fwd_fixture.h"
 
+/*
+ * The first attempt (s0, to upstream i0) is over once the second (s1, to
+ * upstream i1) has left: a late answer to the first is not taken, and the
+ * answer to the second reaches the client with its own ID.
+ */
+static void second_attempt_decides(struct env *e, int i0, const struct sent *s0,
+				   int i1, const struct sent *s1, uint16_t id)
+{
+	uint8_t r[600], got[600];
+	size_t rlen = make_reply(r, s0->q, s0->len, 1, 0, 0);
+	assert_true(offer(e, i0, s0, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	rlen = make_reply(r, s1->q, s1->len, 1, 0, 0);
+	assert_true(offer(e, i1, s1, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+	assert_int_equal(dns_get_id(got), id);
+	assert_int_equal(stats(e).outstanding, 0);
+}
+
+/* The second attempt of the query id asked at t0 goes unanswered too: the
+ * client gets SERVFAIL at t0 + 2 * TIMEOUT, not a millisecond before. */
+static void servfail_at_second_timeout(struct env *e, uint64_t t0, uint16_t id)
+{
+	uint8_t got[600];
+	run_at(e, t0 + 2 * TIMEOUT - 1);
+	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	run_at(e, t0 + 2 * TIMEOUT);
+	assert_client_servfail(e, id);
+	assert_int_equal(stats(e).timeouts, 2);
+}
+
 static void test_failover_at_exact_timeout(void **state)
 {
 	(void)state;
@@ -23,15 +54,7 @@ static void test_failover_at_exact_timeout(void **state)
 	assert_int_equal(st.timeouts, 1);
 	assert_int_equal(st.retries, 1);
 	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 1);
-	/* The first attempt is over: its late answer is not accepted. */
-	uint8_t r[600], got[600];
-	size_t rlen = make_reply(r, s0.q, s0.len, 1, 0, 0);
-	assert_true(offer(e, 0, &s0, r, rlen));
-	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
-	rlen = make_reply(r, s1.q, s1.len, 1, 0, 0);
-	assert_true(offer(e, 1, &s1, r, rlen));
-	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
-	assert_int_equal(dns_get_id(got), 9);
+	second_attempt_decides(e, 0, &s0, 1, &s1, 9);
 	env_free(e);
 }
 
@@ -41,15 +64,10 @@ static void test_servfail_when_all_fail(void **state)
 	struct env *e = env_new(&(struct opts){ .nup = 2 });
 	uint64_t t0 = fake_now;
 	struct sent s;
-	uint8_t got[600];
 	forward_one(e, 0x5150, "www.example.test", DNS_TYPE_A, 0, &s);
 	run_at(e, t0 + TIMEOUT);
 	assert_true(upstream_got(e, 1, &s));
-	run_at(e, t0 + 2 * TIMEOUT - 1);
-	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
-	run_at(e, t0 + 2 * TIMEOUT);
-	assert_client_servfail(e, 0x5150);
-	assert_int_equal(stats(e).timeouts, 2);
+	servfail_at_second_timeout(e, t0, 0x5150);
 	/* Two upstreams: each is asked once, none twice. */
 	assert_false(upstream_got(e, 0, &s));
 	assert_false(upstream_got(e, 1, &s));
@@ -68,7 +86,7 @@ static void test_lone_upstream_asked_twice(void **state)
 	struct env *e = env_new(&ONE);
 	uint64_t t0 = fake_now;
 	struct sent s0, s1;
-	uint8_t r[600], got[600];
+	uint8_t got[600];
 	forward_one(e, 0x0a0a, "www.example.test", DNS_TYPE_A, 0, &s0);
 	run_at(e, t0 + TIMEOUT - 1);
 	assert_false(upstream_got(e, 0, &s1));
@@ -81,15 +99,8 @@ static void test_lone_upstream_asked_twice(void **state)
 	assert_int_equal(st.retries, 1);
 	assert_int_equal(st.forwarded, 1);
 	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
-	size_t rlen = make_reply(r, s0.q, s0.len, 1, 0, 0);
-	assert_true(offer(e, 0, &s0, r, rlen));
-	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
-	rlen = make_reply(r, s1.q, s1.len, 1, 0, 0);
-	assert_true(offer(e, 0, &s1, r, rlen));
-	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
-	assert_int_equal(dns_get_id(got), 0x0a0a);
+	second_attempt_decides(e, 0, &s0, 0, &s1, 0x0a0a);
 	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
-	assert_int_equal(stats(e).outstanding, 0);
 	env_free(e);
 }
 
@@ -101,15 +112,10 @@ static void test_lone_upstream_servfail_after_second_timeout(void **state)
 	struct env *e = env_new(&ONE);
 	uint64_t t0 = fake_now;
 	struct sent s;
-	uint8_t got[600];
 	forward_one(e, 0x5151, "www.example.test", DNS_TYPE_A, 0, &s);
 	run_at(e, t0 + TIMEOUT);
 	assert_true(upstream_got(e, 0, &s));
-	run_at(e, t0 + 2 * TIMEOUT - 1);
-	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
-	run_at(e, t0 + 2 * TIMEOUT);
-	assert_client_servfail(e, 0x5151);
-	assert_int_equal(stats(e).timeouts, 2);
+	servfail_at_second_timeout(e, t0, 0x5151);
 	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 2);
 	assert_false(upstream_got(e, 0, &s));
 	env_free(e);
