@@ -110,11 +110,12 @@ static bool same_addr(const struct sockaddr *a, const union fwd_sockaddr *b)
 
 /*
  * The order this query tries upstreams in: healthy ones first, each group in
- * config order.  A lone upstream is asked twice over UDP: one datagram lost
- * on the way would otherwise turn into SERVFAIL after upstream_timeout,
- * before a stub resolver's own retransmission (5 s in glibc), and the stub
- * takes SERVFAIL from its only server as a failed lookup.  Over TCP a lost
- * segment is the kernel's to resend, so silence there is the upstream's.
+ * config order.  Each is tried once, a lone one too: its silence turns into
+ * SERVFAIL after upstream_timeout, on which a stub resolver asks again at
+ * once (glibc does, even of its only server), so one lost datagram costs the
+ * client that wait, not the lookup.  A second attempt of ours would double
+ * the wait for SERVFAIL from a dead upstream and, past the stub's own
+ * timeout (5 s in glibc), race its resend.
  */
 static void plan_order(const struct dns_fwd *f, struct fwd_query *r)
 {
@@ -125,8 +126,6 @@ static void plan_order(const struct dns_fwd *f, struct fwd_query *r)
 			if (sick == (pass == 1))
 				r->order[r->norder++] = (uint8_t)i;
 		}
-	if (f->nup == 1 && !r->sess)
-		r->order[r->norder++] = 0;
 	r->attempt = 0;
 }
 

@@ -18,8 +18,6 @@
  * An upstream that has not answered after upstream_timeout_ms (a timer on the
  * loop's wheel, one per query) is given up for the next one, with a new
  * socket and ID; when every upstream has failed the client gets SERVFAIL.
- * A lone upstream is given a second UDP attempt, so one lost datagram is no
- * SERVFAIL.
  * Upstreams failing DNS_FWD_SICK_AFTER times in a row are tried last until
  * one of their answers comes back.  A timeout is a failure of the upstream
  * only when it answered nothing at all since the attempt left; one it

@@ -9,6 +9,7 @@ Every scenario starts its own berthd on free loopback ports.
 
 import os
 import re
+import secrets
 import socket
 import subprocess
 import threading
@@ -591,9 +592,8 @@ def picky():
 def test_ignored_queries_leave_an_answering_upstream_healthy(berthd, berthctl,
                                                              tmp_path, picky):
     """More than DNS_FWD_SICK_AFTER queries the upstream ignores while it
-    answers others: each is asked twice (a lone upstream) and times out
-    twice, then gets SERVFAIL, but every timeout counts as timeouts_alive,
-    none as a failure of the upstream."""
+    answers others: every one times out (SERVFAIL, one upstream), but they
+    count as timeouts_alive, not as failures of the upstream."""
     limit = sick_after()
     daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{picky.port}"],
                          "upstream_timeout = 400ms\n")
@@ -602,8 +602,8 @@ def test_ignored_queries_leave_an_answering_upstream_healthy(berthd, berthctl,
         asker = threading.Thread(target=lambda: slow.update(
             reply=ask(port, f"n{i}.slow.test.")))
         asker.start()
-        # Answers keep coming while each attempt waits; the loop is bounded
-        # by the two 400 ms attempts and ask()'s own timeout.
+        # Answers keep coming while the slow query waits; the loop is
+        # bounded by its 400 ms and ask()'s own timeout.
         for j in range(60):
             time.sleep(0.05)
             if not asker.is_alive():
@@ -612,57 +612,63 @@ def test_ignored_queries_leave_an_answering_upstream_healthy(berthd, berthctl,
                 ["192.0.2.80"]
         asker.join(5)
         assert slow["reply"].rcode() == dns.rcode.SERVFAIL
-    assert picky.dropped == 2 * (limit + 1)
+    assert picky.dropped == limit + 1
     counters = status(berthctl, daemon)
-    assert counters["timeouts"] == 2 * (limit + 1)
+    assert counters["timeouts"] == limit + 1
     assert counters["upstream_0_failures"] == 0
-    assert counters["timeouts_alive"] == 2 * (limit + 1)
+    assert counters["timeouts_alive"] == limit + 1
     assert counters["servfails"] == limit + 1
 
 
 class LossyUpstream(DroppingUpstream):
-    """Drops the first datagram of each name, as a lossy path would, and
-    records (name, source port, ID) of every query."""
+    """Drops the first datagram of each name, as a lossy path would."""
 
     def __init__(self, address="192.0.2.81"):
         super().__init__(address)
         self.seen = {}
-        self.sources = []
 
     def drop(self, q, peer):
         name = q.question[0].name
         self.seen[name] = self.seen.get(name, 0) + 1
-        self.sources.append((name, peer[1], q.id))
         return self.seen[name] == 1
 
 
-def test_lone_upstream_asked_again_after_a_lost_datagram(berthd, berthctl,
-                                                         tmp_path):
-    """One lost datagram to a lone upstream is not SERVFAIL: berthd asks it
-    again after upstream_timeout, within the client's own wait (dig +tries=1
-    +time=3), and the answer reaches the client.  The second datagram is a
-    new (pool port, ID) pair: the first's late answer is not accepted."""
-    require(DIG)
+def test_glibc_lookup_survives_a_lost_datagram(berthd, berthctl, tmp_path):
+    """glibc's resolver (getent) with berthd as its only nameserver, and
+    berthd's lone upstream dropping the first datagram of each name: berthd
+    asks it once and answers SERVFAIL at upstream_timeout, glibc asks again
+    at once, and the lookup succeeds.  This is why berthd does not ask a
+    lone upstream twice.  Needs root (a mount namespace, port 53): fails,
+    does not skip, without it."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root: unshare -m and port 53 (CI runs as root)")
     lossy = LossyUpstream()
     lossy.start()
     try:
-        daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{lossy.port}"],
-                             "upstream_timeout = 300ms\n")
+        host = f"127.53.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}"
+        conf = config(tmp_path, 53, [f"127.0.0.1:{lossy.port}"],
+                      "upstream_timeout = 300ms\n", host=host)
+        daemon = berthd(conf, lambda d: port_held(53, "udp", host))
+        resolv = tmp_path / "resolv.conf"
+        resolv.write_text(f"nameserver {host}\noptions timeout:5 attempts:2\n")
         t0 = time.monotonic()
-        out = run([DIG, "+short", "+tries=1", "+time=3", "-p", str(port),
-                   "@127.0.0.1", "lost-once.test", "A"])
+        out = subprocess.run(
+            ["unshare", "-m", "sh", "-c",
+             f"mount --bind {resolv} /etc/resolv.conf && "
+             f"exec getent ahostsv4 lost-once.test"],
+            capture_output=True, text=True, timeout=20)
         took = time.monotonic() - t0
-        assert out.stdout.split() == ["192.0.2.81"], out.stdout + out.stderr
-        assert took >= 0.25, took
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.split()[0] == "192.0.2.81", out.stdout
+        # One upstream_timeout, then glibc's resend at once, not its 5 s.
+        assert 0.25 <= took < 4, took
         name = dns.name.from_text("lost-once.test.")
         assert lossy.seen[name] == 2
-        tries = [(p, i) for n, p, i in lossy.sources if n == name]
-        assert len(set(tries)) == 2, tries
         counters = status(berthctl, daemon)
+        assert counters["servfails"] == 1
         assert counters["timeouts"] == 1
-        assert counters["retries"] == 1
-        assert counters["servfails"] == 0
-        assert counters["timeouts_alive"] == 0
+        assert counters["retries"] == 0
+        assert counters["upstream_answers"] == 1
     finally:
         lossy.stop()
 
@@ -797,7 +803,7 @@ def test_0x20_rejects_answer_without_case(berthd, berthctl, tmp_path):
     a 0x20 query: it is dropped and counted, and the client gets SERVFAIL
     once the upstream's time is up.  The same answer is accepted without
     dns_0x20 (names match case-insensitively), so the case is the reason."""
-    liar = EchoUpstream(3, "203.0.113.5", lowercase=True)
+    liar = EchoUpstream(2, "203.0.113.5", lowercase=True)
     liar.start()
     upstream = [f"127.0.0.1:{liar.port}"]
     daemon, port = start(berthd, tmp_path, upstream,
@@ -809,15 +815,14 @@ def test_0x20_rejects_answer_without_case(berthd, berthctl, tmp_path):
     assert reply.rcode() == dns.rcode.SERVFAIL
     assert not reply.answer
     assert reply.question[0].name.labels == q.question[0].name.labels
-    # A lone upstream is asked twice, each time in vain.
-    assert took >= 0.55, took
+    assert took >= 0.25, took
     counters = status(berthctl, daemon)
     assert counters["answers"] == 1
-    assert counters["mismatch_question"] == 2
+    assert counters["mismatch_question"] == 1
     assert counters["upstream_answers"] == 0
-    assert counters["timeouts"] == 2
+    assert counters["timeouts"] == 1
     assert counters["servfails"] == 1
-    assert mixed_case(liar.seen[0]) and mixed_case(liar.seen[1]), liar.seen
+    assert mixed_case(liar.seen[0]), liar.seen
     # The second berthd takes the first one's control socket.
     assert daemon.stop() == (0, False), daemon.stderr()
 
