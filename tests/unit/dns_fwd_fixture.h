@@ -5,7 +5,9 @@
  * pool sends the queries; the fake upstreams are plain UDP sockets of the
  * test, and the test plays berthd by offering replies to
  * dns_fwd_on_upstream_reply (which also lets it forge replies from wrong
- * addresses, sockets and IDs).
+ * addresses, sockets and IDs).  Each test program includes it once: the
+ * clock (fake_now) and the environment env_new() returns are that program's
+ * own.
  */
 #ifndef BERTH_TEST_DNS_FWD_FIXTURE_H
 #define BERTH_TEST_DNS_FWD_FIXTURE_H
@@ -199,7 +201,7 @@ static inline size_t put_opt(uint8_t *p, uint16_t udp_size)
 
 /* A query with RD set; opt_size 0 means no OPT. */
 static inline size_t make_query(uint8_t *buf, uint16_t id, const char *name,
-			 uint16_t type, uint16_t qclass, uint16_t opt_size)
+				uint16_t type, uint16_t qclass, uint16_t opt_size)
 {
 	memset(buf, 0, DNS_HEADER_LEN);
 	put16(buf, id);
@@ -221,7 +223,7 @@ static inline size_t make_query(uint8_t *buf, uint16_t id, const char *name,
  * and an OPT of opt_size when non-zero.
  */
 static inline size_t make_reply(uint8_t *buf, const uint8_t *q, size_t qlen,
-			 unsigned nans, uint16_t opt_size, uint16_t extra_flags)
+				unsigned nans, uint16_t opt_size, uint16_t extra_flags)
 {
 	struct dns_msg m;
 	assert_int_equal(dns_parse_query(&m, q, qlen), DNS_OK);
@@ -283,8 +285,9 @@ static inline bool upstream_got(struct env *e, int i, struct sent *s)
 	return true;
 }
 
-static inline bool offer_from(struct env *e, const struct sent *s, const struct sockaddr_in *from,
-		       const uint8_t *msg, size_t len)
+static inline bool offer_from(struct env *e, const struct sent *s,
+			      const struct sockaddr_in *from,
+			      const uint8_t *msg, size_t len)
 {
 	bool claimed = dns_fwd_on_upstream_reply(e->f, s->sock.fd, s->sock.port,
 						 (const struct sockaddr *)from,
@@ -295,7 +298,7 @@ static inline bool offer_from(struct env *e, const struct sent *s, const struct 
 }
 
 static inline bool offer(struct env *e, int i, const struct sent *s, const uint8_t *msg,
-		  size_t len)
+			 size_t len)
 {
 	return offer_from(e, s, &e->up_addr[i], msg, len);
 }
@@ -314,12 +317,11 @@ static inline void run_at(struct env *e, uint64_t t)
 	loop_run_once(e->loop);
 }
 
-
 static const struct opts ONE = { .nup = 1 };
 
 /* Client query -> upstream 0; returns what upstream 0 received. */
 static inline void forward_one(struct env *e, uint16_t id, const char *name,
-			uint16_t type, uint16_t opt_size, struct sent *s)
+			       uint16_t type, uint16_t opt_size, struct sent *s)
 {
 	uint8_t q[300];
 	size_t qlen = make_query(q, id, name, type, DNS_CLASS_IN, opt_size);
