@@ -21,7 +21,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,17 +33,12 @@
 #include "dns/hosts.h"
 #include "dns/wire.h"
 
+#include "dns_msg_fixture.h"
+#include "fake_loop_fixture.h"
+
 #define NUP 3
 #define POOL_SIZE 4
 #define TIMEOUT 2000u
-
-static uint64_t fake_now = 1000000;
-
-static inline uint64_t fake_clock(void *arg)
-{
-	(void)arg;
-	return fake_now;
-}
 
 struct pool_sock {
 	int fd;
@@ -62,16 +56,8 @@ struct env {
 	struct sockaddr_in fwd_addr;  /* the forwarder's listen address */
 	struct pool_sock socks[64];
 	int nsocks;
-	/* Always readable, so that no poll ever waits in real time: the loop's
-	 * timeout is computed from its last (fake) clock reading. */
-	int kick;
-	struct loop_watch kick_w;
+	struct fake_loop fl;          /* owns loop, keeps it polling */
 };
-
-static inline void on_kick(struct loop *l, struct loop_watch *w, unsigned events)
-{
-	(void)l, (void)w, (void)events;
-}
 
 static inline void on_pool_sock(void *arg, int fd, int family, uint16_t port, bool open)
 {
@@ -110,21 +96,8 @@ static inline struct env *env_new(const struct opts *o)
 	static struct env e;
 	char err[256];
 	memset(&e, 0, sizeof(e));
-	struct loop_config lc = { .clock = { .now_ms = fake_clock } };
-	e.loop = loop_new(&lc);
-	assert_non_null(e.loop);
-	e.kick = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
-	assert_true(e.kick >= 0);
-	loop_watch_init(&e.kick_w, e.kick, on_kick);
-	assert_int_equal(loop_watch_set(e.loop, &e.kick_w, LOOP_READ), 0);
-	struct portset allowed;
-	portset_clear(&allowed);
-	portset_add_range(&allowed, 40000, 60999);
-	struct pool_config pc = { .size = POOL_SIZE };
-	e.pool = pool_create(&pc, &allowed, NULL, NULL, NULL, fake_now, err,
-			     sizeof(err));
-	if (!e.pool)
-		fail_msg("pool_create: %s", err);
+	e.loop = fake_loop_open(&e.fl);
+	e.pool = fake_pool(40000, 60999, POOL_SIZE);
 	pool_set_watch(e.pool, on_pool_sock, &e);
 	assert_int_equal(e.nsocks, POOL_SIZE);
 
@@ -166,85 +139,12 @@ static inline void env_free(struct env *e)
 {
 	dns_fwd_free(e->f);
 	pool_free(e->pool);
-	loop_watch_stop(e->loop, &e->kick_w);
-	close(e->kick);
-	loop_free(e->loop);
+	fake_loop_close(&e->fl);
 	dns_hosts_free(e->hosts);
 	for (size_t i = 0; i < NUP; i++)
 		if (e->up[i] > 0)
 			close(e->up[i]);
 	close(e->client);
-}
-
-static inline size_t put_name(uint8_t *buf, const char *name)
-{
-	ssize_t n = dns_name_from_text(name, buf, DNS_NAME_MAX);
-	assert_true(n > 0);
-	return (size_t)n;
-}
-
-static inline size_t put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8), p[1] = (uint8_t)v;
-	return 2;
-}
-
-/* An OPT RR advertising udp_size, no options. */
-static inline size_t put_opt(uint8_t *p, uint16_t udp_size)
-{
-	p[0] = 0;
-	put16(p + 1, DNS_TYPE_OPT);
-	put16(p + 3, udp_size);
-	memset(p + 5, 0, 6);
-	return 11;
-}
-
-/* A query with RD set; opt_size 0 means no OPT. */
-static inline size_t make_query(uint8_t *buf, uint16_t id, const char *name,
-				uint16_t type, uint16_t qclass, uint16_t opt_size)
-{
-	memset(buf, 0, DNS_HEADER_LEN);
-	put16(buf, id);
-	put16(buf + 2, DNS_FLAG_RD);
-	put16(buf + 4, 1);
-	size_t pos = DNS_HEADER_LEN + put_name(buf + DNS_HEADER_LEN, name);
-	pos += put16(buf + pos, type);
-	pos += put16(buf + pos, qclass);
-	if (opt_size) {
-		put16(buf + 10, 1);
-		pos += put_opt(buf + pos, opt_size);
-	}
-	return pos;
-}
-
-/*
- * An answer to the query q (as the upstream received it): its header and
- * question, QR and RA set plus extra flags, nans A records of 192.0.2.N,
- * and an OPT of opt_size when non-zero.
- */
-static inline size_t make_reply(uint8_t *buf, const uint8_t *q, size_t qlen,
-				unsigned nans, uint16_t opt_size, uint16_t extra_flags)
-{
-	struct dns_msg m;
-	assert_int_equal(dns_parse_query(&m, q, qlen), DNS_OK);
-	memcpy(buf, q, m.question_end);
-	put16(buf + 2, (uint16_t)(m.hdr.flags | DNS_FLAG_QR | DNS_FLAG_RA | extra_flags));
-	put16(buf + 6, (uint16_t)nans);
-	put16(buf + 8, 0);
-	put16(buf + 10, opt_size ? 1 : 0);
-	size_t pos = m.question_end;
-	for (unsigned i = 0; i < nans; i++) {
-		pos += put16(buf + pos, 0xc00c);
-		pos += put16(buf + pos, DNS_TYPE_A);
-		pos += put16(buf + pos, DNS_CLASS_IN);
-		memcpy(buf + pos, "\0\0\0\x3c", 4), pos += 4;
-		pos += put16(buf + pos, 4);
-		memcpy(buf + pos, "\xc0\x00\x02", 3), pos += 3;
-		buf[pos++] = (uint8_t)i;
-	}
-	if (opt_size)
-		pos += put_opt(buf + pos, opt_size);
-	return pos;
 }
 
 static inline void client_send(struct env *e, const uint8_t *msg, size_t len)

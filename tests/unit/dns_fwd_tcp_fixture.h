@@ -22,7 +22,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,19 +32,14 @@
 #include "dns/forwarder.h"
 #include "dns/wire.h"
 
+#include "dns_msg_fixture.h"
+#include "fake_loop_fixture.h"
+
 #define NUP 2
 #define TIMEOUT 2000u
 #define IDLE_MS 10000u   /* FWD_UTCP_IDLE_MS */
 #define PUMPS 200        /* bound on loop iterations while waiting for I/O */
 #define BIG 4096
-
-static uint64_t fake_now = 1000000;
-
-static inline uint64_t fake_clock(void *arg)
-{
-	(void)arg;
-	return fake_now;
-}
 
 struct env {
 	struct loop *loop;
@@ -55,15 +49,8 @@ struct env {
 	int udp[NUP];                 /* and their UDP sockets, same port */
 	struct sockaddr_in up_addr[NUP];
 	int client;                   /* TCP client of the forwarder */
-	/* Always readable, so that no poll ever waits in real time. */
-	int kick;
-	struct loop_watch kick_w;
+	struct fake_loop fl;          /* owns loop, keeps it polling */
 };
-
-static inline void on_kick(struct loop *l, struct loop_watch *w, unsigned events)
-{
-	(void)l, (void)w, (void)events;
-}
 
 /* A TCP listener and a UDP socket on one loopback port. */
 static inline void fake_upstream(int *lis, int *udp, struct sockaddr_in *addr)
@@ -99,21 +86,8 @@ static inline struct env *env_new_plan(size_t nup, uint16_t lo, uint16_t hi,
 	static struct env e;
 	char err[256];
 	memset(&e, 0, sizeof(e));
-	struct loop_config lc = { .clock = { .now_ms = fake_clock } };
-	e.loop = loop_new(&lc);
-	assert_non_null(e.loop);
-	e.kick = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
-	assert_true(e.kick >= 0);
-	loop_watch_init(&e.kick_w, e.kick, on_kick);
-	assert_int_equal(loop_watch_set(e.loop, &e.kick_w, LOOP_READ), 0);
-	struct portset allowed;
-	portset_clear(&allowed);
-	portset_add_range(&allowed, lo, hi);
-	struct pool_config pc = { .size = pool_size };
-	e.pool = pool_create(&pc, &allowed, NULL, NULL, NULL, fake_now, err,
-			     sizeof(err));
-	if (!e.pool)
-		fail_msg("pool_create: %s", err);
+	e.loop = fake_loop_open(&e.fl);
+	e.pool = fake_pool(lo, hi, pool_size);
 
 	struct dns_fwd_addr ups[NUP];
 	for (size_t i = 0; i < NUP; i++)
@@ -156,9 +130,7 @@ static inline void env_free(struct env *e)
 {
 	dns_fwd_free(e->f);
 	pool_free(e->pool);
-	loop_watch_stop(e->loop, &e->kick_w);
-	close(e->kick);
-	loop_free(e->loop);
+	fake_loop_close(&e->fl);
 	for (size_t i = 0; i < NUP; i++) {
 		if (e->lis[i] >= 0)
 			close(e->lis[i]);
@@ -178,51 +150,6 @@ static inline void run_at(struct env *e, uint64_t t)
 {
 	fake_now = t;
 	pump(e);
-}
-
-static inline size_t put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8), p[1] = (uint8_t)v;
-	return 2;
-}
-
-static inline size_t make_query(uint8_t *buf, uint16_t id, const char *name,
-				uint16_t type)
-{
-	memset(buf, 0, DNS_HEADER_LEN);
-	put16(buf, id);
-	put16(buf + 2, DNS_FLAG_RD);
-	put16(buf + 4, 1);
-	ssize_t n = dns_name_from_text(name, buf + DNS_HEADER_LEN, DNS_NAME_MAX);
-	assert_true(n > 0);
-	size_t pos = DNS_HEADER_LEN + (size_t)n;
-	pos += put16(buf + pos, type);
-	pos += put16(buf + pos, DNS_CLASS_IN);
-	return pos;
-}
-
-/* An answer to q (as the upstream got it) with nans A records. */
-static inline size_t make_reply(uint8_t *buf, const uint8_t *q, size_t qlen,
-				unsigned nans)
-{
-	struct dns_msg m;
-	assert_int_equal(dns_parse_query(&m, q, qlen), DNS_OK);
-	memcpy(buf, q, m.question_end);
-	put16(buf + 2, (uint16_t)(m.hdr.flags | DNS_FLAG_QR | DNS_FLAG_RA));
-	put16(buf + 6, (uint16_t)nans);
-	put16(buf + 8, 0);
-	put16(buf + 10, 0);
-	size_t pos = m.question_end;
-	for (unsigned i = 0; i < nans; i++) {
-		pos += put16(buf + pos, 0xc00c);
-		pos += put16(buf + pos, DNS_TYPE_A);
-		pos += put16(buf + pos, DNS_CLASS_IN);
-		memcpy(buf + pos, "\0\0\0\x3c", 4), pos += 4;
-		pos += put16(buf + pos, 4);
-		memcpy(buf + pos, "\xc0\x00\x02", 3), pos += 3;
-		buf[pos++] = (uint8_t)i;
-	}
-	return pos;
 }
 
 static inline void send_frame(int fd, const uint8_t *msg, size_t len)
@@ -291,7 +218,7 @@ static inline struct dns_fwd_stats stats(struct env *e)
 static inline void client_ask(struct env *e, uint16_t id, const char *name)
 {
 	uint8_t q[300];
-	size_t qlen = make_query(q, id, name, DNS_TYPE_A);
+	size_t qlen = make_query(q, id, name, DNS_TYPE_A, DNS_CLASS_IN, 0);
 	send_frame(e->client, q, qlen);
 }
 
@@ -312,7 +239,7 @@ static inline size_t upstream_answers_next(struct env *e, int up, unsigned nans)
 	uint8_t q[600], r[600];
 	ssize_t qlen = recv_frame(e, up, q, sizeof(q));
 	assert_true(qlen > 0);
-	size_t rlen = make_reply(r, q, (size_t)qlen, nans);
+	size_t rlen = make_reply(r, q, (size_t)qlen, nans, 0, 0);
 	send_frame(up, r, rlen);
 	return rlen;
 }

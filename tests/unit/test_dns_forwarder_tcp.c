@@ -24,7 +24,7 @@ static void test_tcp_client_goes_upstream_over_tcp(void **state)
 	assert_int_equal(dns_parse_query(&m, q, (size_t)qlen), DNS_OK);
 	assert_int_equal(m.qtype, DNS_TYPE_A);
 	assert_false(udp_got_any(e, 0));
-	size_t rlen = make_reply(r, q, (size_t)qlen, 2);
+	size_t rlen = make_reply(r, q, (size_t)qlen, 2, 0, 0);
 	send_frame(up, r, rlen);
 	size_t n = client_answer(e, got, sizeof(got), &m);
 	assert_int_equal(n, rlen);
@@ -60,7 +60,7 @@ static void test_pipelined_on_one_connection(void **state)
 	/* Answered in reverse order, each reaches its own query. */
 	struct dns_msg m;
 	for (int i = 1; i >= 0; i--) {
-		size_t rlen = make_reply(r, q[i], (size_t)qlen[i], 1);
+		size_t rlen = make_reply(r, q[i], (size_t)qlen[i], 1, 0, 0);
 		send_frame(up, r, rlen);
 		client_answer(e, got, sizeof(got), &m);
 		assert_int_equal(m.hdr.id, i + 1);
@@ -90,14 +90,14 @@ static void test_wrong_id_or_question_ignored(void **state)
 	ssize_t qlen = recv_frame(e, up, q, sizeof(q));
 	assert_true(qlen > 0);
 	uint16_t id = dns_get_id(q);
-	size_t rlen = make_reply(r, q, (size_t)qlen, 1);
+	size_t rlen = make_reply(r, q, (size_t)qlen, 1, 0, 0);
 	dns_set_id(r, (uint16_t)(id + 1));
 	send_frame(up, r, rlen);
-	size_t wlen = make_query(wq, id, "www.example.tesu", DNS_TYPE_A);
-	rlen = make_reply(r, wq, wlen, 1);
+	size_t wlen = make_query(wq, id, "www.example.tesu", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	rlen = make_reply(r, wq, wlen, 1, 0, 0);
 	send_frame(up, r, rlen);
-	wlen = make_query(wq, id, "www.example.test", DNS_TYPE_AAAA);
-	rlen = make_reply(r, wq, wlen, 1);
+	wlen = make_query(wq, id, "www.example.test", DNS_TYPE_AAAA, DNS_CLASS_IN, 0);
+	rlen = make_reply(r, wq, wlen, 1, 0, 0);
 	send_frame(up, r, rlen);
 	assert_true(recv_frame(e, e->client, got, sizeof(got)) < 0);
 	struct dns_fwd_stats st = stats(e);
@@ -105,7 +105,7 @@ static void test_wrong_id_or_question_ignored(void **state)
 	assert_int_equal(st.mismatch_question, 2);
 	assert_int_equal(st.answers, 0);
 	assert_int_equal(st.outstanding, 1);
-	rlen = make_reply(r, q, (size_t)qlen, 1);
+	rlen = make_reply(r, q, (size_t)qlen, 1, 0, 0);
 	send_frame(up, r, rlen);
 	struct dns_msg m;
 	client_answer(e, got, sizeof(got), &m);
@@ -183,7 +183,7 @@ static void test_big_answer_reaches_client_whole(void **state)
 	ssize_t qlen = recv_frame(e, up, q, sizeof(q));
 	assert_true(qlen > 0);
 	/* 190 A records: 12 + 22 + 190 * 16 = 3074 octets. */
-	size_t rlen = make_reply(r, q, (size_t)qlen, 190);
+	size_t rlen = make_reply(r, q, (size_t)qlen, 190, 0, 0);
 	assert_true(rlen > 3000);
 	send_frame(up, r, rlen);
 	struct dns_msg m;
@@ -242,7 +242,7 @@ static void test_udp_client_still_goes_over_udp(void **state)
 	int c = socket(AF_INET, SOCK_DGRAM, 0);
 	assert_true(c >= 0);
 	uint8_t q[300];
-	size_t qlen = make_query(q, 3, "www.example.test", DNS_TYPE_A);
+	size_t qlen = make_query(q, 3, "www.example.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
 	assert_int_equal(sendto(c, q, qlen, 0, (struct sockaddr *)&fa, sizeof(fa)),
 			 (ssize_t)qlen);
 	bool got = false;

@@ -32,11 +32,11 @@ static void test_timeout_at_exact_upstream_timeout(void **state)
 	assert_int_equal(st.retries, 1);
 	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 1);
 	/* The first attempt is over: its late answer is ignored. */
-	size_t rlen = make_reply(r, q0, (size_t)qlen0, 1);
+	size_t rlen = make_reply(r, q0, (size_t)qlen0, 1, 0, 0);
 	send_frame(up0, r, rlen);
 	assert_true(recv_frame(e, e->client, got, 20) < 0);
 	assert_int_equal(stats(e).mismatch_id, 1);
-	rlen = make_reply(r, q, (size_t)qlen, 1);
+	rlen = make_reply(r, q, (size_t)qlen, 1, 0, 0);
 	send_frame(up1, r, rlen);
 	struct dns_msg m;
 	client_answer(e, got, sizeof(got), &m);
@@ -191,7 +191,7 @@ static void test_full_connections_queue_not_servfail(void **state)
 	/* Answer the first connection's queries; the 12 waiting take its
 	 * freed slots. */
 	for (int i = 0; i < 64; i++) {
-		size_t rlen = make_reply(r, s.q[0][i], (size_t)s.qlen[0][i], 1);
+		size_t rlen = make_reply(r, s.q[0][i], (size_t)s.qlen[0][i], 1, 0, 0);
 		send_frame(s.up[0], r, rlen);
 	}
 	bool seen[MANY] = { false };
@@ -203,11 +203,11 @@ static void test_full_connections_queue_not_servfail(void **state)
 	for (int i = 0; i < MANY - SLOTS; i++) {
 		ssize_t n = recv_frame(e, s.up[0], q, sizeof(q));
 		assert_true(n > 0);
-		size_t rlen = make_reply(r, q, (size_t)n, 1);
+		size_t rlen = make_reply(r, q, (size_t)n, 1, 0, 0);
 		send_frame(s.up[0], r, rlen);
 	}
 	for (int i = 0; i < 64; i++) {
-		size_t rlen = make_reply(r, s.q[1][i], (size_t)s.qlen[1][i], 1);
+		size_t rlen = make_reply(r, s.q[1][i], (size_t)s.qlen[1][i], 1, 0, 0);
 		send_frame(s.up[1], r, rlen);
 	}
 	for (int i = 0; i < MANY - 64; i++) {
@@ -307,13 +307,13 @@ static void test_unopenable_second_connection_queues(void **state)
 	assert_int_equal(st.upstream_tcp_opened, 1);
 	assert_int_equal(st.upstream_tcp_backlogged, N - 64);
 	for (int i = 0; i < 64; i++) {
-		size_t rlen = make_reply(r, q[i], (size_t)qlen[i], 1);
+		size_t rlen = make_reply(r, q[i], (size_t)qlen[i], 1, 0, 0);
 		send_frame(up, r, rlen);
 	}
 	for (int i = 0; i < N - 64; i++) {
 		ssize_t n = recv_frame(e, up, q[0], sizeof(q[0]));
 		assert_true(n > 0);
-		size_t rlen = make_reply(r, q[0], (size_t)n, 1);
+		size_t rlen = make_reply(r, q[0], (size_t)n, 1, 0, 0);
 		send_frame(up, r, rlen);
 	}
 	struct dns_msg m;
