@@ -531,7 +531,7 @@ def test_failing_upstream_is_tried_last(berthd, berthctl, tmp_path, unbound,
 
 class DroppingUpstream(threading.Thread):
     """A fake upstream on UDP that answers each query with an A record of
-    `address` unless drop(name) says to drop it.  It runs until stop()."""
+    `address` unless drop(q, peer) says to drop it.  It runs until stop()."""
 
     def __init__(self, address):
         super().__init__(daemon=True)
