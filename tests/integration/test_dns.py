@@ -591,9 +591,9 @@ def picky():
 
 def test_ignored_queries_leave_an_answering_upstream_healthy(berthd, berthctl,
                                                              tmp_path, picky):
-    """More than DNS_FWD_SICK_AFTER queries the upstream ignores while it
-    answers others: every one times out (SERVFAIL, one upstream), but they
-    count as timeouts_alive, not as failures of the upstream."""
+    """More than DNS_FWD_SICK_AFTER queries the upstream ignores, each while
+    it answers another: every one times out (SERVFAIL, one upstream), but
+    they count as timeouts_alive, not as failures of the upstream."""
     limit = sick_after()
     daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{picky.port}"],
                          "upstream_timeout = 400ms\n")
@@ -602,14 +602,8 @@ def test_ignored_queries_leave_an_answering_upstream_healthy(berthd, berthctl,
         asker = threading.Thread(target=lambda: slow.update(
             reply=ask(port, f"n{i}.slow.test.")))
         asker.start()
-        # Answers keep coming while the slow query waits; the loop is
-        # bounded by its 400 ms and ask()'s own timeout.
-        for j in range(60):
-            time.sleep(0.05)
-            if not asker.is_alive():
-                break
-            assert answer_of(ask(port, f"n{i}-{j}.fast.test.")) == \
-                ["192.0.2.80"]
+        time.sleep(0.05)  # the slow query leaves first
+        assert answer_of(ask(port, f"n{i}.fast.test.")) == ["192.0.2.80"]
         asker.join(5)
         assert slow["reply"].rcode() == dns.rcode.SERVFAIL
     assert picky.dropped == limit + 1
