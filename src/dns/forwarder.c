@@ -66,12 +66,15 @@ static void chain_insert(struct dns_fwd *f, struct fwd_query *r, uint16_t id)
 	r->hashed = true;
 }
 
-/* Take r off its ID chain and give its pool socket back, or off its
- * upstream TCP connection. */
+/* Stop r's deadline, and take r off its ID chain and give its pool socket
+ * back, or off its upstream TCP connection. */
 static void rec_unhash(struct dns_fwd *f, struct fwd_query *r)
 {
+	/* First, whatever else r holds: an attempt that found no pool socket
+	 * has its deadline armed on no chain, and a timer left in the wheel
+	 * would outlive the record table dns_fwd_free() frees on a reload. */
+	loop_timer_stop(f->loop, &r->timer);
 	if (r->utcp != FWD_UTCP_NONE || r->backlogged) {
-		loop_timer_stop(f->loop, &r->timer);
 		fwd_utcp_detach(f, r);
 		return;
 	}
@@ -85,7 +88,6 @@ static void rec_unhash(struct dns_fwd *f, struct fwd_query *r)
 	*link = r->next;
 	r->next = FWD_NIL;
 	r->hashed = false;
-	loop_timer_stop(f->loop, &r->timer);
 	pool_done(f->pool, &r->h);
 }
 
@@ -179,6 +181,14 @@ static int send_udp(struct dns_fwd *f, struct fwd_query *r,
 	return 0;
 }
 
+/* Give r's current upstream up: the next attempt goes to the next one, which
+ * gets its own retry on a fresh TCP connection (fwd_retry_lost). */
+static void next_upstream(struct fwd_query *r)
+{
+	r->attempt++;
+	r->redone = false;
+}
+
 /*
  * Send r to its next upstream: over TCP for a TCP client (a truncated UDP
  * answer would be no use to it), else over UDP.  When no upstream is left,
@@ -186,7 +196,7 @@ static int send_udp(struct dns_fwd *f, struct fwd_query *r,
  */
 static void send_attempt(struct dns_fwd *f, struct fwd_query *r)
 {
-	for (; r->attempt < r->norder; r->attempt++) {
+	for (; r->attempt < r->norder; next_upstream(r)) {
 		unsigned up = r->order[r->attempt];
 		if (f->use_0x20)
 			dns_randomize_case(r->query, &r->qmsg, NULL, NULL);
@@ -228,7 +238,7 @@ static void on_timeout(struct wheel_timer *t, void *ctx)
 	else
 		u->failures++;
 	rec_unhash(f, r);
-	r->attempt++;
+	next_upstream(r);
 	send_attempt(f, r);
 }
 
@@ -238,7 +248,7 @@ void fwd_backlog_failed(struct dns_fwd *f, struct fwd_query *r)
 	 * over its other connections or UDP. */
 	loop_timer_stop(f->loop, &r->timer);
 	f->up[r->order[r->attempt]].failures++;
-	r->attempt++;
+	next_upstream(r);
 	send_attempt(f, r);
 }
 
@@ -247,12 +257,13 @@ void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r)
 	loop_timer_stop(f->loop, &r->timer);
 	/* One more connection to the same upstream first: a server closing an
 	 * idle-looking connection is ordinary (RFC 7766 6.2.3), not a failure
-	 * of the upstream. */
+	 * of the upstream; a second loss under the same query is. */
 	if (r->redone) {
 		f->up[r->order[r->attempt]].failures++;
-		r->attempt++;
+		next_upstream(r);
+	} else {
+		r->redone = true;
 	}
-	r->redone = true;
 	send_attempt(f, r);
 }
 

@@ -35,7 +35,8 @@
  * kept open and reused, queries pipelined on them with random IDs unique per
  * connection, replies matched by ID and question.  A connection that dies
  * has its queries retried once on a new connection to the same upstream,
- * then on the next upstreams; idle connections close after FWD_UTCP_IDLE_MS.
+ * then on the next upstreams, each of which gets the same one retry; idle
+ * connections close after FWD_UTCP_IDLE_MS.
  *
  * Everything runs on one loop; the forwarder takes its time from it.
  */

@@ -72,7 +72,8 @@ struct fwd_query {
 	bool sent;                  /* an attempt has left (forwarded counted) */
 	bool backlogged;            /* waiting for room on an upstream's TCP */
 	uint32_t wprev, wnext;      /* its place in that upstream's backlog */
-	bool redone;                /* retried once after its connection died */
+	bool redone;                /* this upstream's one retry after a lost
+				       connection is used */
 	uint16_t client_id;         /* the ID the client chose */
 	uint16_t client_limit;      /* largest UDP answer the client takes */
 	struct fwd_client client;   /* a UDP client (sess NULL) */

@@ -89,6 +89,8 @@ struct opts {
 	uint32_t max_outstanding;
 	const struct portset *blocked;
 	bool hosts;
+	uint32_t per_query;           /* > 0: a per-query pool of at most this
+					 many sockets instead of POOL_SIZE */
 };
 
 static inline struct env *env_new(const struct opts *o)
@@ -97,9 +99,15 @@ static inline struct env *env_new(const struct opts *o)
 	char err[256];
 	memset(&e, 0, sizeof(e));
 	e.loop = fake_loop_open(&e.fl);
-	e.pool = fake_pool(40000, 60999, POOL_SIZE);
-	pool_set_watch(e.pool, on_pool_sock, &e);
-	assert_int_equal(e.nsocks, POOL_SIZE);
+	if (o->per_query) {
+		e.pool = fake_pool_mode(40000, 60999, o->per_query,
+					POOL_MODE_PER_QUERY);
+		pool_set_watch(e.pool, on_pool_sock, &e);
+	} else {
+		e.pool = fake_pool(40000, 60999, POOL_SIZE);
+		pool_set_watch(e.pool, on_pool_sock, &e);
+		assert_int_equal(e.nsocks, POOL_SIZE);
+	}
 
 	struct dns_fwd_addr ups[NUP];
 	for (size_t i = 0; i < o->nup; i++) {

@@ -62,20 +62,28 @@ static inline void fake_loop_close(struct fake_loop *fl)
 	loop_free(fl->loop);
 }
 
-/* A pool of size sockets over ports [lo, hi] on the fake clock, the
- * caller's to pool_free(); the test fails when it cannot be made. */
-static inline struct pool *fake_pool(uint16_t lo, uint16_t hi, uint32_t size)
+/* A pool over ports [lo, hi] on the fake clock, in mode (pool: size
+ * sockets bound now; per-query: at most size at once), the caller's to
+ * pool_free(); the test fails when it cannot be made. */
+static inline struct pool *fake_pool_mode(uint16_t lo, uint16_t hi,
+					  uint32_t size, enum pool_mode mode)
 {
 	char err[256];
 	struct portset allowed;
 	portset_clear(&allowed);
 	portset_add_range(&allowed, lo, hi);
-	struct pool_config pc = { .size = size };
+	struct pool_config pc = { .size = size, .mode = mode };
 	struct pool *p = pool_create(&pc, &allowed, NULL, NULL, NULL, fake_now,
 				     err, sizeof(err));
 	if (!p)
 		fail_msg("pool_create: %s", err);
 	return p;
+}
+
+/* A pool of size sockets over ports [lo, hi], bound now. */
+static inline struct pool *fake_pool(uint16_t lo, uint16_t hi, uint32_t size)
+{
+	return fake_pool_mode(lo, hi, size, POOL_MODE_POOL);
 }
 
 #endif

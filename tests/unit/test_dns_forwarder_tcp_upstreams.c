@@ -129,11 +129,54 @@ static void test_all_refused_servfail(void **state)
 	client_ask(e, 0x0bad, "www.example.test");
 	assert_servfail(e, 0x0bad);
 	struct dns_fwd_stats st = stats(e);
-	assert_int_equal(st.upstream_tcp_lost, 3);
+	/* Each upstream: the first connection and its one retry. */
+	assert_int_equal(st.upstream_tcp_lost, 4);
 	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 1);
 	assert_int_equal(dns_fwd_upstream_failures(e->f, 1), 1);
 	assert_int_equal(st.timeouts, 0);
 	assert_false(udp_got_any(e, 0) || udp_got_any(e, 1));
+	env_free(e);
+}
+
+/*
+ * The one retry after a lost connection is each upstream's.  Upstream 0
+ * uses its own (a loss, a retry that then times out); when upstream 1
+ * then loses its first connection too, it gets a retry as well, and no
+ * failure: one ordinary close (RFC 7766 6.2.3) is not held against it.
+ */
+static void test_next_upstream_gets_its_own_retry(void **state)
+{
+	(void)state;
+	struct env *e = env_new(2);
+	uint64_t t0 = fake_now;
+	client_ask(e, 0x3333, "www.example.test");
+	uint8_t q[600], got[600];
+	int up0 = up_accept(e, 0, PUMPS);
+	assert_true(up0 >= 0);
+	assert_true(recv_frame(e, up0, q, sizeof(q)) > 0);
+	close(up0);
+	up0 = up_accept(e, 0, PUMPS);
+	assert_true(up0 >= 0);
+	assert_true(recv_frame(e, up0, q, sizeof(q)) > 0);
+	run_at(e, t0 + TIMEOUT + 1);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 1);
+	int up1 = up_accept(e, 1, PUMPS);
+	assert_true(up1 >= 0);
+	assert_true(recv_frame(e, up1, q, sizeof(q)) > 0);
+	close(up1);
+	up1 = up_accept(e, 1, PUMPS);
+	assert_true(up1 >= 0);
+	upstream_answers_next(e, up1, 1);
+	struct dns_msg m;
+	client_answer(e, got, sizeof(got), &m);
+	assert_int_equal(m.hdr.id, 0x3333);
+	assert_int_equal(dns_flags_rcode(m.hdr.flags), DNS_RCODE_NOERROR);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.upstream_tcp_lost, 2);
+	assert_int_equal(st.servfails, 0);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 1), 0);
+	close(up0);
+	close(up1);
 	env_free(e);
 }
 
@@ -336,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_ignored_query_on_answering_upstream_no_failure),
 		cmocka_unit_test(test_all_time_out_servfail),
 		cmocka_unit_test(test_all_refused_servfail),
+		cmocka_unit_test(test_next_upstream_gets_its_own_retry),
 		cmocka_unit_test(test_full_connections_queue_not_servfail),
 		cmocka_unit_test(test_waiting_queries_time_out),
 		cmocka_unit_test(test_unopenable_second_connection_queues),

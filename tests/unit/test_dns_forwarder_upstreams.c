@@ -223,11 +223,40 @@ static void test_silent_upstream_sick_from_clock_zero(void **state)
 	fake_now = saved;
 }
 
+/*
+ * A query that finds no pool socket (a per-query pool at its cap) still
+ * waits out upstream_timeout, with its deadline armed on no ID chain.
+ * Freeing the forwarder, as every reload does while the loop lives on,
+ * must leave none of its timers in the loop's wheel: one left there points
+ * into the freed record table.
+ */
+static void test_free_leaves_no_timer_of_a_query_without_socket(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&(struct opts){ .nup = 1, .per_query = 1 });
+	struct sent s;
+	forward_one(e, 1, "a.example.test", DNS_TYPE_A, 0, &s);
+	uint8_t q[300];
+	size_t qlen = make_query(q, 2, "b.example.test", DNS_TYPE_A, DNS_CLASS_IN, 0);
+	client_send(e, q, qlen);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.pool_empty, 1);
+	assert_int_equal(st.outstanding, 2);
+	assert_int_not_equal(wheel_next_deadline(loop_wheel(e->loop)), UINT64_MAX);
+	dns_fwd_free(e->f);
+	e->f = NULL;
+	assert_int_equal(wheel_next_deadline(loop_wheel(e->loop)), UINT64_MAX);
+	/* The deadline passes with the loop still running: nothing fires. */
+	run_at(e, fake_now + TIMEOUT + 1);
+	env_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_failover_at_exact_timeout),
 		cmocka_unit_test(test_servfail_when_all_fail),
+		cmocka_unit_test(test_free_leaves_no_timer_of_a_query_without_socket),
 		cmocka_unit_test(test_lone_upstream_asked_once),
 		cmocka_unit_test(test_failing_upstream_tried_last),
 		cmocka_unit_test(test_ignored_queries_do_not_make_answering_upstream_sick),
