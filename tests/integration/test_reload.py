@@ -251,3 +251,47 @@ def test_reload_keeps_the_control_socket_and_says_so(
     assert f"[control] socket: still {sock}; the new path {moved} takes " \
            "effect when berthd restarts" in log, log
     assert answers(port) == ["192.0.2.77"]
+
+
+def test_reload_with_a_query_that_found_no_pool_socket(
+        berthd, berthctl, free_port, tmp_path):
+    """A query that found no pool socket (a per-query pool at its cap of 1)
+    waits out upstream_timeout on a timer of its own.  A reload frees the
+    forwarder that timer belongs to; berthd must go on running, and answer,
+    past the moment it would have fired.  Before the fix the timer stayed in
+    the wheel inside freed memory: ASan reported a heap-use-after-free at
+    the reload (the fixture fails the test on any sanitizer report)."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    port = free_port("both")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.77 reload.example\n")
+    sock = str(tmp_path / "berth.sock")
+    daemon = berthd(dns_config(
+        f"127.0.0.1:{port}", hosts, sock,
+        "[pool]\nsize = 1\nmode = per-query\n").replace(
+            "hosts =", f"upstream = 127.0.0.1:{silent.getsockname()[1]}\n"
+            "upstream_timeout = 1s\nhosts =", 1),
+        ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+
+    def counter(name):
+        out = berthctl("-s", sock, "status").stdout
+        for line in out.splitlines():
+            key, _, value = line.strip().partition(": ")
+            if key == name:
+                return int(value)
+        return None
+
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for name in ("one.example.", "two.example."):
+        client.sendto(dns.message.make_query(name, "A").to_wire(),
+                      ("127.0.0.1", port))
+    assert wait_for(lambda: counter("pool_empty") == 1), counter("pool_empty")
+    assert counter("outstanding") == 2
+    daemon.signal(signal.SIGHUP)
+    assert wait_for(lambda: "reloaded" in daemon.stderr()), daemon.stderr()
+    time.sleep(1.5)
+    assert daemon.alive(), daemon.stderr()
+    assert answers(port) == ["192.0.2.77"]
+    client.close()
+    silent.close()
