@@ -239,6 +239,7 @@ struct pool_stats {
 	uint32_t bound;           /* slots holding a socket now */
 	uint32_t outstanding;     /* queries in flight, live and draining */
 	uint32_t draining;        /* sockets left behind, not yet closed */
+	uint32_t drain_timeout_ms; /* longest one stays open after it left */
 	uint64_t acquires;
 	uint64_t rotations;       /* slots moved to a fresh port by rotation */
 	uint64_t releases;        /* pool_release_port calls */

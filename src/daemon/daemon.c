@@ -24,6 +24,34 @@ static const struct daemon_service_ops *const service_ops[] = {
 	&svc_kerberos_ops,
 };
 
+static const struct daemon_service_ops *ops_for(enum config_protocol p)
+{
+	for (size_t i = 0; i < sizeof(service_ops) / sizeof(service_ops[0]); i++)
+		if (service_ops[i]->protocol == p)
+			return service_ops[i];
+	return NULL;
+}
+
+/*
+ * How long the pool keeps a socket it retires while queries are in flight
+ * on it: its default, or longer when a service of cfg may keep a socket
+ * longer for one exchange (a long upstream_timeout, Kerberos's late-reply
+ * reservation).  Closing earlier would drop answers still awaited, and
+ * give the port back while a late reply may still come to it.
+ */
+static uint32_t pool_drain_ms(const struct berth_config *cfg)
+{
+	uint64_t ms = POOL_DEFAULT_DRAIN_MS;
+	for (size_t i = 0; i < cfg->nservices; i++) {
+		const struct config_service *s = &cfg->services[i];
+		const struct daemon_service_ops *ops = ops_for(s->protocol);
+		uint64_t hold = ops ? ops->pool_hold_ms(s) : 0;
+		if (hold > ms)
+			ms = hold;
+	}
+	return ms < UINT32_MAX ? (uint32_t)ms : UINT32_MAX;
+}
+
 /* The pool is ticked at least this often, whatever it says is due next. */
 #define POOL_TICK_MAX_MS 1000u
 /* Datagrams read from one pool socket per recvmmsg, and recvmmsg calls per
@@ -234,6 +262,7 @@ static int build_pool(struct daemon *d, struct daemon_gen *g, char *err,
 								  : POOL_MODE_POOL,
 		/* The config refuses a period over UINT32_MAX ms. */
 		.rotate_ms = (uint32_t)g->cfg.pool.rotate_ms,
+		.drain_timeout_ms = pool_drain_ms(&g->cfg),
 		.families = POOL_FAMILY_INET |
 			    (config_uses_ipv6(&g->cfg) ? POOL_FAMILY_INET6 : 0),
 		.bind4 = { .s_addr = htonl(INADDR_ANY) },
@@ -298,14 +327,6 @@ static int build_gen(struct daemon *d, struct daemon_gen *g, char *err,
 		return rc;
 	g->plan = plan_build(&g->cfg.ports, NULL, err, errlen);
 	return g->plan ? 0 : -EINVAL;
-}
-
-static const struct daemon_service_ops *ops_for(enum config_protocol p)
-{
-	for (size_t i = 0; i < sizeof(service_ops) / sizeof(service_ops[0]); i++)
-		if (service_ops[i]->protocol == p)
-			return service_ops[i];
-	return NULL;
 }
 
 int daemon_check_services(const struct berth_config *cfg, FILE *warn,

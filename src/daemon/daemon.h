@@ -57,6 +57,14 @@ struct daemon_service_ops {
 	bool (*on_pool_reply)(void *state, int fd, uint16_t port,
 			      const struct sockaddr *from, socklen_t fromlen,
 			      const uint8_t *msg, size_t len);
+	/*
+	 * The longest the service svc (borrowed) keeps one pool socket for one
+	 * exchange with an upstream, in ms.  The pool keeps a socket it
+	 * retires (rotation, release) open at least this long while queries
+	 * are in flight on it, so no reply the service still waits for, or
+	 * guards against, finds it closed.
+	 */
+	uint64_t (*pool_hold_ms)(const struct config_service *svc);
 	/* Append the service's status lines ("  key: value") to out. */
 	void (*status)(void *state, FILE *out);
 	/* Append one line per session for `berthctl sessions`; may be NULL. */

@@ -78,6 +78,8 @@ static int cmd_pool(struct daemon *d, FILE *out, char *err, size_t errlen)
 	fprintf(out, "ports held:    %u\n", st.bound);
 	fprintf(out, "outstanding:   %u\n", st.outstanding);
 	fprintf(out, "draining:      %u\n", st.draining);
+	fprintf(out, "drain limit:   %u ms (longest a socket that left stays open for its queries)\n",
+		st.drain_timeout_ms);
 	fprintf(out, "rotations:     %llu\n", (unsigned long long)st.rotations);
 	fprintf(out, "releases:      %llu\n", (unsigned long long)st.releases);
 	fprintf(out, "bind failures: %llu\n", (unsigned long long)st.bind_failures);

@@ -157,6 +157,12 @@ static bool dns_on_pool_reply(void *state, int fd, uint16_t port,
 	return dns_fwd_on_upstream_reply(s->fwd, fd, port, from, fromlen, msg, len);
 }
 
+/* A query holds its pool socket until its answer or upstream_timeout. */
+static uint64_t dns_pool_hold_ms(const struct config_service *svc)
+{
+	return svc->upstream_timeout_ms;
+}
+
 static void dns_status(void *state, FILE *out)
 {
 	struct svc_dns *s = state;
@@ -184,6 +190,7 @@ const struct daemon_service_ops svc_dns_ops = {
 	.start = dns_start,
 	.stop = dns_stop,
 	.on_pool_reply = dns_on_pool_reply,
+	.pool_hold_ms = dns_pool_hold_ms,
 	.status = dns_status,
 	.sessions = dns_sessions,
 };

@@ -128,6 +128,11 @@ static bool krb_on_pool_reply(void *state, int fd, uint16_t port,
 	return fe_krb_pool_reply(k->krb, fd, from, fromlen, msg, len);
 }
 
+static uint64_t krb_pool_hold_ms(const struct config_service *svc)
+{
+	return fe_krb_pool_hold_ms(svc->upstream_timeout_ms);
+}
+
 #define STAT(name, value) \
 	fprintf(out, "  %s: %llu\n", name, (unsigned long long)(value))
 
@@ -176,6 +181,7 @@ const struct daemon_service_ops svc_kerberos_ops = {
 	.start = krb_start,
 	.stop = krb_stop,
 	.on_pool_reply = krb_on_pool_reply,
+	.pool_hold_ms = krb_pool_hold_ms,
 	.status = krb_status,
 	.sessions = krb_sessions,
 };

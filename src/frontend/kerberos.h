@@ -138,6 +138,16 @@ struct fe_krb *fe_krb_new(struct loop *loop, struct pool *pool,
 			  const struct fe_krb_config *cfg);
 
 /*
+ * The longest one UDP exchange with an upstream keeps its pool socket, for
+ * a relay whose upstream timeout is upstream_timeout_ms (0: the default):
+ * the wait for the reply, then the late-reply reservation.  A pool that
+ * retires a socket (rotation, release) must keep it open this long, or
+ * the reservation ends early and a late reply could reach a new socket
+ * drawn on the same port.
+ */
+uint64_t fe_krb_pool_hold_ms(uint64_t upstream_timeout_ms);
+
+/*
  * Drop every query in flight (pool handles returned, connections closed, no
  * replies sent) and every late reservation (its pool handle returned), and
  * free k.  Free the TCP listeners first: their sessions' on_close runs into

@@ -113,9 +113,23 @@ static void on_late_expired(struct wheel_timer *t, void *ctx)
 	late_free(wheel_container_of(t, struct krb_late, timer));
 }
 
+/* How long a (pool socket, upstream) pair stays reserved after an exchange
+ * with upstream timeout timeout_ms ended without its reply. */
+static uint64_t late_ms(uint64_t timeout_ms)
+{
+	return timeout_ms > FE_KRB_LATE_MIN_MS ? timeout_ms : FE_KRB_LATE_MIN_MS;
+}
+
+uint64_t fe_krb_pool_hold_ms(uint64_t upstream_timeout_ms)
+{
+	uint64_t t = upstream_timeout_ms ? upstream_timeout_ms
+					 : FE_KRB_DEFAULT_TIMEOUT_MS;
+	return t + late_ms(t);
+}
+
 /*
- * Reserve (h's socket, upstream up) for the upstream timeout, and at least
- * FE_KRB_LATE_MIN_MS, taking over the handle h.  False, with h still the caller's, when there is no memory.
+ * Reserve (h's socket, upstream up) for late_ms(), taking over the handle
+ * h.  False, with h still the caller's, when there is no memory.
  */
 static bool late_keep(struct fe_krb *k, const struct pool_handle *h, size_t up)
 {
@@ -126,8 +140,7 @@ static bool late_keep(struct fe_krb *k, const struct pool_handle *h, size_t up)
 	*l = (struct krb_late){ .k = k, .next = *head, .h = *h, .up = up };
 	*head = l;
 	wheel_timer_init(&l->timer, on_late_expired);
-	loop_timer_start_in(k->loop, &l->timer, k->timeout_ms > FE_KRB_LATE_MIN_MS ?
-			    k->timeout_ms : FE_KRB_LATE_MIN_MS);
+	loop_timer_start_in(k->loop, &l->timer, late_ms(k->timeout_ms));
 	return true;
 }
 

@@ -41,6 +41,7 @@ void pool_stats(const struct pool *pool, struct pool_stats *out)
 		.bound = pool->nbound,
 		.outstanding = outstanding,
 		.draining = pool->ndrain,
+		.drain_timeout_ms = pool->cfg.drain_timeout_ms,
 		.acquires = pool->acquires,
 		.rotations = pool->rotations,
 		.releases = pool->releases,

@@ -251,3 +251,130 @@ socket = {sock}
     reply = dns.query.udp(q, "127.0.0.1", port=listen, timeout=3)
     assert [r.to_text() for rr in reply.answer for r in rr] == ["192.0.2.77"]
     assert "not started" not in daemon.stderr()
+
+
+def slow_upstream(delay):
+    """A DNS upstream on a loopback port that answers each query with
+    192.0.2.99 after delay seconds.  Returns (port, stop)."""
+    import threading
+    import time
+    import dns.message
+    import dns.rrset
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(0.2)
+    done = threading.Event()
+
+    def serve():
+        while not done.is_set():
+            try:
+                data, peer = s.recvfrom(4096)
+            except socket.timeout:
+                continue
+            q = dns.message.from_wire(data)
+            r = dns.message.make_response(q)
+            r.answer.append(dns.rrset.from_text(q.question[0].name, 60,
+                                                "IN", "A", "192.0.2.99"))
+            end = time.monotonic() + delay
+            while time.monotonic() < end and not done.is_set():
+                time.sleep(0.05)
+            s.sendto(r.to_wire(), peer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+
+    def stop():
+        done.set()
+        t.join()
+        s.close()
+    return s.getsockname()[1], stop
+
+
+def test_rotated_socket_stays_open_for_a_slow_answer(berthd, berthctl,
+                                                      free_port, tmp_path):
+    """With rotate, the socket a query left from moves to a new port while
+    the query waits.  The old socket must stay open as long as the query
+    may still be answered (upstream_timeout, here 7 s), not only the pool's
+    default 5 s: the upstream answers after 6 s and the client gets that
+    answer.  Before, the socket closed after 5 s and the client got
+    SERVFAIL at 7 s."""
+    import dns.message
+    import dns.query
+    up_port, stop = slow_upstream(6.0)
+    port = free_port("both")
+    sock = str(tmp_path / "berth.sock")
+    try:
+        berthd(f"""
+[ports]
+dynamic_range = 40000-60000
+
+[pool]
+size = 4
+rotate = 500ms
+
+[service dns]
+protocol = dns
+listen = 127.0.0.1:{port}
+upstream = 127.0.0.1:{up_port}
+upstream_timeout = 7s
+
+[control]
+socket = {sock}
+""", ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+        summary, _ = pool_listing(berthctl, sock)
+        assert summary["drain limit"].startswith("7000 ms"), summary
+        q = dns.message.make_query("slow.example.", "A")
+        reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=10)
+        assert [r.to_text() for rr in reply.answer for r in rr] == \
+            ["192.0.2.99"], reply
+        summary, _ = pool_listing(berthctl, sock)
+        assert int(summary["rotations"]) >= 8, summary
+    finally:
+        stop()
+
+
+def test_drain_limit_covers_the_kerberos_late_reply_guard(
+        berthd, berthctl, free_port, tmp_path):
+    """A kerberos service keeps a socket whose KDC timed out reserved for
+    that KDC for max(10 s, upstream_timeout) more, so the pool must keep a
+    socket it moves that long after the timeout too.  `drain limit` shows
+    the longest any service needs; a reload recomputes it."""
+    dns_port, krb_port = free_port("both"), free_port("both")
+    sock = str(tmp_path / "berth.sock")
+    kerberos = f"""
+[service kdc]
+protocol = kerberos
+listen = 127.0.0.1:{krb_port}
+upstream = 127.0.0.1:1
+upstream_timeout = 3s
+"""
+    base = f"""
+[ports]
+dynamic_range = 40000-60000
+
+[pool]
+size = 4
+
+[service dns]
+protocol = dns
+listen = 127.0.0.1:{dns_port}
+upstream = 127.0.0.1:1
+upstream_timeout = 7s
+
+[control]
+socket = {sock}
+"""
+    daemon = berthd(base + kerberos, ready=lambda d: berthctl(
+        "-s", sock, "status").returncode == 0)
+    summary, _ = pool_listing(berthctl, sock)
+    assert summary["drain limit"].startswith("13000 ms"), summary
+    daemon.config.write_text(base)
+    out = berthctl("-s", sock, "reload")
+    assert out.returncode == 0, out.stderr
+    summary, _ = pool_listing(berthctl, sock)
+    assert summary["drain limit"].startswith("7000 ms"), summary
+    daemon.config.write_text(base.replace("upstream_timeout = 7s", ""))
+    out = berthctl("-s", sock, "reload")
+    assert out.returncode == 0, out.stderr
+    summary, _ = pool_listing(berthctl, sock)
+    assert summary["drain limit"].startswith("5000 ms"), summary
