@@ -84,12 +84,22 @@ static void pool_dispatch(struct daemon *d, int fd, uint16_t port,
 			  const struct sockaddr_storage *from, socklen_t fromlen,
 			  const uint8_t *buf, size_t len)
 {
+	const struct sockaddr *sa = (const struct sockaddr *)from;
+	/* The answer a query waits for first, so that a service sharing an
+	 * upstream with another never drops the other's answer as its own
+	 * mismatch. */
 	for (size_t s = 0; s < d->gen.nsvcs; s++) {
 		struct daemon_service *svc = &d->gen.svcs[s];
 		if (svc->state &&
-		    svc->ops->on_pool_reply(svc->state, fd, port,
-					    (const struct sockaddr *)from,
-					    fromlen, buf, len))
+		    svc->ops->take_pool_answer(svc->state, fd, port, sa, fromlen,
+					       buf, len))
+			return;
+	}
+	for (size_t s = 0; s < d->gen.nsvcs; s++) {
+		struct daemon_service *svc = &d->gen.svcs[s];
+		if (svc->state &&
+		    svc->ops->on_pool_reply(svc->state, fd, port, sa, fromlen,
+					    buf, len))
 			return;
 	}
 	d->stats.pool_unclaimed++;

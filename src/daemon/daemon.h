@@ -7,8 +7,8 @@
  * in src/daemon/svc_<protocol>.c.  They get the loop and the pool from the
  * daemon; they never watch pool sockets themselves: the daemon reads every
  * datagram that arrives on a pool socket and offers it to each service's
- * on_pool_reply() until one claims it (a pool socket carries the queries of
- * every service that uses the pool).
+ * take_pool_answer(), then on_pool_reply(), until one claims it (a pool
+ * socket carries the queries of every service that uses the pool).
  */
 #ifndef BERTH_DAEMON_H
 #define BERTH_DAEMON_H
@@ -49,11 +49,19 @@ struct daemon_service_ops {
 	 * pool_done) and free state. */
 	void (*stop)(void *state);
 	/*
-	 * A datagram arrived on pool socket fd (local port port) from from.
-	 * Return true when it answers one of this service's queries (the
-	 * service then handles or rejects it and counts it), false to let the
-	 * next service look.  msg is valid only during the call.
+	 * A datagram arrived on pool socket fd (local port port) from from;
+	 * msg is valid only during the call.  Services share the pool's
+	 * sockets and may share upstreams, so berthd offers it in two rounds.
+	 * First take_pool_answer, to every service in turn: return true only
+	 * when it is the answer one of this service's queries waits for, and
+	 * handle it.  When no service took it, on_pool_reply, to every service
+	 * in turn: return true when it is this service's concern (from one of
+	 * its upstreams), having counted it (a mismatch, a late reply); false
+	 * to let the next service look.
 	 */
+	bool (*take_pool_answer)(void *state, int fd, uint16_t port,
+				 const struct sockaddr *from, socklen_t fromlen,
+				 const uint8_t *msg, size_t len);
 	bool (*on_pool_reply)(void *state, int fd, uint16_t port,
 			      const struct sockaddr *from, socklen_t fromlen,
 			      const uint8_t *msg, size_t len);

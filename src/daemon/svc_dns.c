@@ -149,6 +149,14 @@ fail:
 	return rc;
 }
 
+static bool dns_take_pool_answer(void *state, int fd, uint16_t port,
+				 const struct sockaddr *from, socklen_t fromlen,
+				 const uint8_t *msg, size_t len)
+{
+	struct svc_dns *s = state;
+	return dns_fwd_take_answer(s->fwd, fd, port, from, fromlen, msg, len);
+}
+
 static bool dns_on_pool_reply(void *state, int fd, uint16_t port,
 			      const struct sockaddr *from, socklen_t fromlen,
 			      const uint8_t *msg, size_t len)
@@ -189,6 +197,7 @@ const struct daemon_service_ops svc_dns_ops = {
 	.check = dns_check,
 	.start = dns_start,
 	.stop = dns_stop,
+	.take_pool_answer = dns_take_pool_answer,
 	.on_pool_reply = dns_on_pool_reply,
 	.pool_hold_ms = dns_pool_hold_ms,
 	.status = dns_status,

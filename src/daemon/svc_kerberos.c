@@ -4,6 +4,7 @@
  * (src/frontend/kerberos.h), fed with the daemon's loop and pool.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,41 @@ static void krb_stop(void *state)
 	free(k);
 }
 
+static bool same_config_addr(const struct config_addr *a,
+			     const struct config_addr *b)
+{
+	if (a->sa.ss_family != b->sa.ss_family)
+		return false;
+	if (a->sa.ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)&a->sa, *y = (const void *)&b->sa;
+		return x->sin_port == y->sin_port &&
+		       x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	const struct sockaddr_in6 *x = (const void *)&a->sa, *y = (const void *)&b->sa;
+	return x->sin6_port == y->sin6_port &&
+	       x->sin6_scope_id == y->sin6_scope_id &&
+	       IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr);
+}
+
+/* An upstream of svc that an earlier kerberos service of cfg has too, or
+ * NULL; *other is that service. */
+static const struct config_addr *shared_kdc(const struct berth_config *cfg,
+					    const struct config_service *svc,
+					    const struct config_service **other)
+{
+	for (const struct config_service *o = cfg->services; o < svc; o++) {
+		if (o->protocol != CONFIG_PROTO_KERBEROS)
+			continue;
+		for (size_t i = 0; i < svc->nupstream; i++)
+			for (size_t j = 0; j < o->nupstream; j++)
+				if (same_config_addr(&svc->upstream[i], &o->upstream[j])) {
+					*other = o;
+					return &svc->upstream[i];
+				}
+	}
+	return NULL;
+}
+
 static int krb_check(const struct berth_config *cfg,
 		     const struct config_service *svc, char *err, size_t errlen)
 {
@@ -48,6 +84,23 @@ static int krb_check(const struct berth_config *cfg,
 			 "needs 1 to %u upstream KDCs, has %zu", cfg->file,
 			 svc->upstream_line ? svc->upstream_line : svc->line, svc->name,
 			 FE_KRB_MAX_UPSTREAMS, svc->nupstream);
+		return -EINVAL;
+	}
+	/* A KDC's reply carries nothing that names its request: the relay
+	 * tells replies apart by (pool socket, KDC) alone, which two relays
+	 * sharing a KDC could both be waiting on. */
+	const struct config_service *other = NULL;
+	const struct config_addr *kdc = shared_kdc(cfg, svc, &other);
+	if (kdc) {
+		char text[INET6_ADDRSTRLEN + 8];
+		config_format_addr(kdc, text, sizeof(text));
+		snprintf(err, errlen, "%s:%u: [service %s] upstream: %s is an "
+			 "upstream of [service %s] too; two kerberos services "
+			 "cannot share a KDC (its replies are told apart by pool "
+			 "socket and KDC alone): give one service both listen "
+			 "addresses", cfg->file,
+			 svc->upstream_line ? svc->upstream_line : svc->line,
+			 svc->name, text, other->name);
 		return -EINVAL;
 	}
 	return 0;
@@ -119,6 +172,15 @@ fail:
 	return rc;
 }
 
+static bool krb_take_pool_answer(void *state, int fd, uint16_t port,
+				 const struct sockaddr *from, socklen_t fromlen,
+				 const uint8_t *msg, size_t len)
+{
+	struct svc_krb *k = state;
+	(void)port;
+	return fe_krb_take_reply(k->krb, fd, from, fromlen, msg, len);
+}
+
 static bool krb_on_pool_reply(void *state, int fd, uint16_t port,
 			      const struct sockaddr *from, socklen_t fromlen,
 			      const uint8_t *msg, size_t len)
@@ -180,6 +242,7 @@ const struct daemon_service_ops svc_kerberos_ops = {
 	.check = krb_check,
 	.start = krb_start,
 	.stop = krb_stop,
+	.take_pool_answer = krb_take_pool_answer,
 	.on_pool_reply = krb_on_pool_reply,
 	.pool_hold_ms = krb_pool_hold_ms,
 	.status = krb_status,

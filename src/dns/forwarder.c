@@ -379,54 +379,95 @@ static bool from_upstream(const struct dns_fwd *f, const struct sockaddr *from)
 	return false;
 }
 
+/* What a datagram on a pool socket is to the forwarder. */
+enum verdict {
+	V_NONE,             /* not ours: no concern of the forwarder */
+	V_STRANGER,         /* for a query of ours, from an address not ours */
+	V_ANSWER,           /* the answer to *r, parsed into *resp */
+	V_GARBAGE,          /* from an upstream, not a DNS response */
+	V_MISMATCH_ID,      /* from an upstream, an ID not outstanding */
+	V_MISMATCH_SOCKET,  /* the ID is outstanding on another socket */
+	V_MISMATCH_ADDRESS, /* from another upstream than the one asked */
+	V_MISMATCH_QUESTION,
+};
+
+/* Judge a datagram (RFC 5452 9.1: address, port, ID and question must all
+ * match); for V_ANSWER, *rp is the query it answers, *resp its parse. */
+static enum verdict judge(struct dns_fwd *f, int fd, uint16_t local_port,
+			  const struct sockaddr *from, const uint8_t *msg,
+			  size_t len, struct fwd_query **rp, struct dns_msg *resp)
+{
+	bool known_peer = from_upstream(f, from);
+	if (len < DNS_HEADER_LEN)
+		return known_peer ? V_GARBAGE : V_NONE;
+	uint16_t id = dns_get_id(msg);
+	struct fwd_query *r = chain_find(f, id, local_port);
+	if (!known_peer)
+		/* Someone else answering a query of ours: a spoofing attempt, a
+		 * misconfigured upstream, or an answer for another service that
+		 * shares the pool socket (a KDC reply can start with the same two
+		 * octets). */
+		return r ? V_STRANGER : V_NONE;
+	if (!r)
+		return f->id_head[id] != FWD_NIL ? V_MISMATCH_SOCKET : V_MISMATCH_ID;
+	if (r->h.fd != fd)
+		return V_MISMATCH_SOCKET;
+	if (!same_addr(from, &f->up[r->order[r->attempt]].addr))
+		return V_MISMATCH_ADDRESS;
+	if (dns_parse(resp, msg, len) != DNS_OK || !(resp->hdr.flags & DNS_FLAG_QR))
+		return V_GARBAGE;
+	if (!dns_question_matches(&r->qmsg, resp, f->use_0x20))
+		return V_MISMATCH_QUESTION;
+	*rp = r;
+	return V_ANSWER;
+}
+
+bool dns_fwd_take_answer(struct dns_fwd *f, int fd, uint16_t local_port,
+			 const struct sockaddr *from, socklen_t fromlen,
+			 const uint8_t *msg, size_t len)
+{
+	(void)fromlen;
+	struct fwd_query *r = NULL;
+	struct dns_msg resp;
+	if (judge(f, fd, local_port, from, msg, len, &r, &resp) != V_ANSWER)
+		return false;
+	fwd_accept(f, r, &resp, msg, len);
+	return true;
+}
+
 bool dns_fwd_on_upstream_reply(struct dns_fwd *f, int fd, uint16_t local_port,
 			       const struct sockaddr *from, socklen_t fromlen,
 			       const uint8_t *msg, size_t len)
 {
 	(void)fromlen;
-	bool known_peer = from_upstream(f, from);
-	if (len < DNS_HEADER_LEN) {
-		if (known_peer)
-			f->st.garbage++;
-		return known_peer;
-	}
-	uint16_t id = dns_get_id(msg);
-	struct fwd_query *r = chain_find(f, id, local_port);
-	if (!known_peer) {
-		/* Someone else answering a query of ours: a spoofing attempt, a
-		 * misconfigured upstream, or an answer for another service that
-		 * shares the pool socket (a KDC reply can start with the same two
-		 * octets).  Count it, but leave it to the other services. */
-		if (r)
-			f->st.mismatch_address++;
-		return false;
-	}
-	if (!r) {
-		if (f->id_head[id] != FWD_NIL)
-			f->st.mismatch_socket++;
-		else
-			f->st.mismatch_id++;
-		return true;
-	}
-	if (r->h.fd != fd) {
-		f->st.mismatch_socket++;
-		return true;
-	}
-	if (!same_addr(from, &f->up[r->order[r->attempt]].addr)) {
-		f->st.mismatch_address++;
-		return true;
-	}
+	struct fwd_query *r = NULL;
 	struct dns_msg resp;
-	if (dns_parse(&resp, msg, len) != DNS_OK ||
-	    !(resp.hdr.flags & DNS_FLAG_QR)) {
+	switch (judge(f, fd, local_port, from, msg, len, &r, &resp)) {
+	case V_NONE:
+		return false;
+	case V_STRANGER:
+		/* Counted, but left to the other services. */
+		f->st.mismatch_address++;
+		return false;
+	case V_ANSWER:
+		fwd_accept(f, r, &resp, msg, len);
+		break;
+	case V_GARBAGE:
 		f->st.garbage++;
-		return true;
-	}
-	if (!dns_question_matches(&r->qmsg, &resp, f->use_0x20)) {
+		break;
+	case V_MISMATCH_ID:
+		f->st.mismatch_id++;
+		break;
+	case V_MISMATCH_SOCKET:
+		f->st.mismatch_socket++;
+		break;
+	case V_MISMATCH_ADDRESS:
+		f->st.mismatch_address++;
+		break;
+	case V_MISMATCH_QUESTION:
 		f->st.mismatch_question++;
-		return true;
+		break;
 	}
-	fwd_accept(f, r, &resp, msg, len);
 	return true;
 }
 
@@ -538,72 +579,4 @@ void dns_fwd_free(struct dns_fwd *f)
 	free(f->id_head);
 	free(f->q);
 	free(f);
-}
-
-void dns_fwd_stats(const struct dns_fwd *f, struct dns_fwd_stats *out)
-{
-	*out = f->st;
-	out->guard_drops = guard_drops_total(f->guard);
-}
-
-unsigned dns_fwd_upstream_failures(const struct dns_fwd *f, size_t i)
-{
-	return i < f->nup ? f->up[i].failures : 0;
-}
-
-void dns_fwd_status(const struct dns_fwd *f, FILE *out)
-{
-	static const char *const rcode_names[16] = {
-		"noerror", "formerr", "servfail", "nxdomain", "notimp",
-		"refused", "yxdomain", "yxrrset", "nxrrset", "notauth",
-		"notzone", "rcode11", "rcode12", "rcode13", "rcode14", "rcode15",
-	};
-	struct dns_fwd_stats s;
-	dns_fwd_stats(f, &s);
-	const struct {
-		const char *key;
-		uint64_t v;
-	} rows[] = {
-		{ "queries_udp", s.queries_udp },
-		{ "queries_tcp", s.queries_tcp },
-		{ "answers", s.answers },
-		{ "local_answers", s.local_answers },
-		{ "forwarded", s.forwarded },
-		{ "upstream_answers", s.upstream_answers },
-		{ "truncated", s.truncated },
-		{ "outstanding", s.outstanding },
-		{ "timeouts", s.timeouts },
-		{ "timeouts_alive", s.timeouts_alive },
-		{ "retries", s.retries },
-		{ "servfails", s.servfails },
-		{ "mismatch_address", s.mismatch_address },
-		{ "mismatch_socket", s.mismatch_socket },
-		{ "mismatch_id", s.mismatch_id },
-		{ "mismatch_question", s.mismatch_question },
-		{ "garbage", s.garbage },
-		{ "formerr", s.formerr },
-		{ "responses_on_listen", s.responses_on_listen },
-		{ "guard_drops", s.guard_drops },
-		{ "table_full", s.table_full },
-		{ "pool_empty", s.pool_empty },
-		{ "send_errors", s.send_errors },
-		{ "refused", s.refused },
-		{ "badvers", s.badvers },
-		{ "zone_transfers", s.zone_transfers },
-		{ "upstream_tcp_queries", s.upstream_tcp_queries },
-		{ "upstream_tcp_opened", s.upstream_tcp_opened },
-		{ "upstream_tcp_reused", s.upstream_tcp_reused },
-		{ "upstream_tcp_closed", s.upstream_tcp_closed },
-		{ "upstream_tcp_lost", s.upstream_tcp_lost },
-		{ "upstream_tcp_backlogged", s.upstream_tcp_backlogged },
-	};
-	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-		fprintf(out, "  %s: %llu\n", rows[i].key,
-			(unsigned long long)rows[i].v);
-	for (unsigned i = 0; i < 16; i++)
-		if (s.rcode[i])
-			fprintf(out, "  rcode_%s: %llu\n", rcode_names[i],
-				(unsigned long long)s.rcode[i]);
-	for (size_t i = 0; i < f->nup; i++)
-		fprintf(out, "  upstream_%zu_failures: %u\n", i, f->up[i].failures);
 }

@@ -8,7 +8,8 @@
  * random 0x20 case in its name.
  *
  * The forwarder never watches pool sockets: whoever owns the pool's watch
- * (berthd) reads each datagram and offers it with dns_fwd_on_upstream_reply.
+ * (berthd) reads each datagram and offers it with dns_fwd_take_answer, then
+ * dns_fwd_on_upstream_reply.
  * A reply is accepted only when it matches an outstanding query on every
  * point RFC 5452 section 9.1 lists: the upstream address and port the query
  * went to, the pool socket it left from, its ID, and its question (name
@@ -208,6 +209,18 @@ uint16_t dns_fwd_udp_port(const struct dns_fwd *f, int idx);
 bool dns_fwd_on_upstream_reply(struct dns_fwd *f, int fd, uint16_t local_port,
 			       const struct sockaddr *from, socklen_t fromlen,
 			       const uint8_t *msg, size_t len);
+
+/*
+ * Like dns_fwd_on_upstream_reply, but take the datagram only when it is the
+ * answer to one of f's queries, passing every check; return false, counting
+ * nothing, for anything else.  Several services share the pool's sockets,
+ * and may share an upstream: berthd offers each datagram this way to every
+ * service first, and only then as dns_fwd_on_upstream_reply, so that one
+ * service never drops as a mismatch the answer another one waits for.
+ */
+bool dns_fwd_take_answer(struct dns_fwd *f, int fd, uint16_t local_port,
+			 const struct sockaddr *from, socklen_t fromlen,
+			 const uint8_t *msg, size_t len);
 
 /*
  * Handle one query datagram msg (len octets, borrowed) received on UDP

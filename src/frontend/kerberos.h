@@ -187,6 +187,15 @@ void fe_krb_sess_closed(struct fe_krb *k, struct sess *s);
 bool fe_krb_pool_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
 		       socklen_t fromlen, const uint8_t *msg, size_t len);
 
+/*
+ * Like fe_krb_pool_reply, but only when a request of k waits on pool socket
+ * fd for a reply from exactly from (no other Kerberos service may share a
+ * KDC, see krb_check, so that pair is k's alone); false, counting nothing,
+ * for any other datagram.
+ */
+bool fe_krb_take_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
+		       socklen_t fromlen, const uint8_t *msg, size_t len);
+
 /* Copy k's counters into *out. */
 void fe_krb_get_stats(const struct fe_krb *k, struct fe_krb_stats *out);
 

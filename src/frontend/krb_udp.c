@@ -271,6 +271,14 @@ bool fe_krb_pool_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
 	return true;
 }
 
+bool fe_krb_take_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
+		       socklen_t fromlen, const uint8_t *msg, size_t len)
+{
+	if (!find_waiting(k, fd, from))
+		return false;
+	return fe_krb_pool_reply(k, fd, from, fromlen, msg, len);
+}
+
 bool fe_krb_waiting(const struct fe_krb *k, int fd, const struct sockaddr *upstream)
 {
 	return find_waiting(k, fd, upstream) != NULL;

@@ -116,6 +116,24 @@ def test_check_runs_the_services_own_checks(build_dir, tmp_path):
     assert f"{conf}:7: [service k] upstream: a kerberos service needs 1 to 16 " \
            f"upstream KDCs, has 17" in out.stderr
 
+    # Two kerberos services on one KDC: a reply names no request, so the
+    # relays could not tell whose it is.  Another KDC, or the same address
+    # on another port, is fine.
+    conf = tmp_path / "shared.conf"
+    conf.write_text("[pool]\nsize = 10\n\n[service k]\nprotocol = kerberos\n"
+                    "listen = 127.0.0.1:8899\nupstream = 127.0.0.1:88\n\n"
+                    "[service k2]\nprotocol = kerberos\n"
+                    "listen = 127.0.0.1:8898\n"
+                    "upstream = 127.0.0.2:88, 127.0.0.1:88\n")
+    out = berthd_check(build_dir, conf)
+    assert out.returncode == 1, out.stdout
+    assert f"{conf}:12: [service k2] upstream: 127.0.0.1:88 is an upstream " \
+           f"of [service k] too; two kerberos services cannot share a KDC" \
+           in out.stderr
+    conf.write_text(conf.read_text().replace(", 127.0.0.1:88", ", 127.0.0.1:750"))
+    out = berthd_check(build_dir, conf)
+    assert out.returncode == 0, out.stderr
+
     # Forwarding without a pool could never send a query.
     conf = tmp_path / "nopool.conf"
     conf.write_text("[service d]\nprotocol = dns\nlisten = 127.0.0.1:5399\n"

@@ -95,6 +95,40 @@ def test_udp_dig_kdig_dnspython(berthd, berthctl, tmp_path, unbound):
     assert counters["forwarded"] == 3
 
 
+def test_two_services_share_one_upstream(berthd, berthctl, tmp_path, unbound):
+    """Two dns services of one berthd forward to the same Unbound through the
+    same pool.  Each must get its own answers: before, the first service
+    took every datagram from that upstream, dropped the second's answers as
+    its own mismatches (mismatch_id), and the second's clients got SERVFAIL
+    after upstream_timeout."""
+    require(DIG)
+    one, two = free_port("both"), free_port("both")
+    up = f"127.0.0.1:{unbound.port}"
+    daemon = berthd(
+        f"[ports]\ndynamic_range = 40000-60000\n[pool]\nsize = 4\n"
+        f"[service one]\nprotocol = dns\nlisten = 127.0.0.1:{one}\n"
+        f"upstream = {up}\nupstream_timeout = 1s\n"
+        f"[service two]\nprotocol = dns\nlisten = 127.0.0.1:{two}\n"
+        f"upstream = {up}\nupstream_timeout = 1s\n"
+        f"[control]\nsocket = {tmp_path}/berth.sock\n",
+        lambda d: port_held(one, "udp") and port_held(two, "udp"))
+    for port in (one, two, two, one):
+        out = run([DIG, "+short", "+tries=1", "+time=3", "-p", str(port),
+                   "@127.0.0.1", "host.test", "A"])
+        assert out.stdout.split() == ["192.0.2.10"], (port, out.stdout)
+    out = berthctl("-c", daemon.config, "status")
+    assert out.returncode == 0, out.stderr
+    for name in ("one", "two"):
+        block = out.stdout.split(f"service {name} (dns)", 1)[1]
+        block = block.split("\nservice ", 1)[0]
+        counters = {k.strip(): int(v) for k, _, v in
+                    (line.partition(": ") for line in block.splitlines())
+                    if v.strip().isdigit()}
+        assert counters["upstream_answers"] == 2, (name, counters)
+        assert counters["servfails"] == 0, (name, counters)
+        assert counters["mismatch_id"] == 0, (name, counters)
+
+
 def test_edns_size_kept_honest(berthd, tmp_path, unbound):
     daemon, port = start(berthd, tmp_path, [f"127.0.0.1:{unbound.port}"])
     reply = ask(port, "host.test.", "TXT", payload=4096)

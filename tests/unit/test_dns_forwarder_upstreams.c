@@ -251,11 +251,58 @@ static void test_free_leaves_no_timer_of_a_query_without_socket(void **state)
 	env_free(e);
 }
 
+/*
+ * dns_fwd_take_answer, berthd's first round over the services sharing a
+ * pool: only the answer a query waits for is taken.  Datagrams from the
+ * upstream with a wrong ID, question or socket are left, uncounted, for
+ * another service whose query they may answer; the second round
+ * (dns_fwd_on_upstream_reply) counts them.
+ */
+static void test_take_answer_takes_only_the_answer(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	forward_one(e, 7, "www.example.test", DNS_TYPE_A, 0, &s);
+	uint8_t r[600], bad[600], got[600];
+	size_t rlen = make_reply(r, s.q, s.len, 1, 0, 0);
+	const struct sockaddr *up = (const struct sockaddr *)&e->up_addr[0];
+
+	memcpy(bad, r, rlen);
+	dns_set_id(bad, (uint16_t)(dns_get_id(s.q) + 1));
+	assert_false(dns_fwd_take_answer(e->f, s.sock.fd, s.sock.port, up,
+					 sizeof(e->up_addr[0]), bad, rlen));
+	memcpy(bad, r, rlen);
+	bad[DNS_HEADER_LEN + 1] ^= 0x01; /* another name */
+	assert_false(dns_fwd_take_answer(e->f, s.sock.fd, s.sock.port, up,
+					 sizeof(e->up_addr[0]), bad, rlen));
+	assert_false(dns_fwd_take_answer(e->f, s.sock.fd, s.sock.port, up,
+					 sizeof(e->up_addr[0]), r, 5));
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.mismatch_id + st.mismatch_question + st.garbage, 0);
+	assert_int_equal(st.outstanding, 1);
+
+	/* The second round counts what the first left. */
+	assert_true(offer(e, 0, &s, bad, rlen));
+	assert_int_equal(stats(e).mismatch_question, 1);
+
+	assert_true(dns_fwd_take_answer(e->f, s.sock.fd, s.sock.port, up,
+					sizeof(e->up_addr[0]), r, rlen));
+	loop_flush(e->loop);
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+	assert_int_equal(dns_get_id(got), 7);
+	st = stats(e);
+	assert_int_equal(st.upstream_answers, 1);
+	assert_int_equal(st.outstanding, 0);
+	env_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_failover_at_exact_timeout),
 		cmocka_unit_test(test_servfail_when_all_fail),
+		cmocka_unit_test(test_take_answer_takes_only_the_answer),
 		cmocka_unit_test(test_free_leaves_no_timer_of_a_query_without_socket),
 		cmocka_unit_test(test_lone_upstream_asked_once),
 		cmocka_unit_test(test_failing_upstream_tried_last),
