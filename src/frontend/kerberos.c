@@ -251,18 +251,12 @@ static void try_upstream(struct krb_query *q)
 
 /* --- the service's entry points --- */
 
-static bool is_kdc_request(const uint8_t *msg, size_t len)
-{
-	int type = fe_krb_msg_type(msg, len);
-	return type == FE_KRB_AS_REQ || type == FE_KRB_TGS_REQ;
-}
-
 void fe_krb_udp_request(struct fe_krb *k, struct sess_listener *l,
 			const struct sess_udp_peer *peer, const uint8_t *msg,
 			size_t len)
 {
 	k->st.requests_udp++;
-	if (!is_kdc_request(msg, len)) {
+	if (!fe_krb_req_valid(msg, len)) {
 		k->st.malformed++;
 		return;
 	}
@@ -281,7 +275,7 @@ void fe_krb_tcp_request(struct fe_krb *k, struct sess *s, const uint8_t *msg,
 			size_t len)
 {
 	k->st.requests_tcp++;
-	if (len < 4 || !is_kdc_request(msg + 4, len - 4)) {
+	if (len < 4 || !fe_krb_req_valid(msg + 4, len - 4)) {
 		k->st.malformed++;
 		sess_close(s, SESS_CLOSE_MALFORMED);
 		return;

@@ -221,6 +221,17 @@ int fe_krb_msg_type(const uint8_t *buf, size_t len);
 bool fe_krb_error_code(const uint8_t *buf, size_t len, int32_t *code);
 
 /*
+ * True when buf (len bytes, all of it) is an AS-REQ or TGS-REQ a KDC can
+ * answer: pvno 5, a msg-type that agrees with its tag, and a req-body with
+ * every field that is not OPTIONAL.  The relay sends nothing else
+ * upstream: a KDC answers a well-formed request (an error at worst),
+ * which frees the request's (pool socket, KDC) pair at once, where
+ * garbage it ignores would hold that pair for the timeout and the
+ * late-reply guard after it.
+ */
+bool fe_krb_req_valid(const uint8_t *buf, size_t len);
+
+/*
  * The realm and sname of a KDC request (AS-REQ or TGS-REQ), as the DER of
  * the GeneralString and of the PrincipalName, pointing into the request.
  */

@@ -84,11 +84,11 @@ static bool app_sequence(const uint8_t *buf, size_t len, int want,
 	return der_read(app.val, app.len, seq) && seq->tag == 0x30;
 }
 
-bool fe_krb_error_code(const uint8_t *buf, size_t len, int32_t *code)
+/* The INTEGER (at most 4 octets) in field ctx of the SEQUENCE seq. */
+static bool field_int(const struct der *seq, uint8_t ctx, int32_t *out)
 {
-	struct der seq, field, integer;
-	if (!app_sequence(buf, len, FE_KRB_ERROR, &seq) ||
-	    !der_find(seq.val, seq.len, 0xa6, &field) ||
+	struct der field, integer;
+	if (!der_find(seq->val, seq->len, ctx, &field) ||
 	    !der_read(field.val, field.len, &integer) || integer.tag != 0x02 ||
 	    integer.len < 1 || integer.len > 4)
 		return false;
@@ -96,7 +96,36 @@ bool fe_krb_error_code(const uint8_t *buf, size_t len, int32_t *code)
 	uint32_t v = (integer.val[0] & 0x80) ? UINT32_MAX : 0;
 	for (size_t i = 0; i < integer.len; i++)
 		v = (v << 8) | integer.val[i];
-	*code = (int32_t)v;
+	*out = (int32_t)v;
+	return true;
+}
+
+bool fe_krb_error_code(const uint8_t *buf, size_t len, int32_t *code)
+{
+	struct der seq;
+	return app_sequence(buf, len, FE_KRB_ERROR, &seq) &&
+	       field_int(&seq, 0xa6, code);
+}
+
+bool fe_krb_req_valid(const uint8_t *buf, size_t len)
+{
+	/* The fields of KDC-REQ-BODY that are not OPTIONAL (RFC 4120 5.4.1):
+	 * kdc-options, realm, till, nonce, etype. */
+	static const uint8_t required[] = { 0xa0, 0xa2, 0xa5, 0xa7, 0xa8 };
+	int type = fe_krb_msg_type(buf, len);
+	struct der app, seq, field, body, e;
+	int32_t pvno, msg_type;
+	if ((type != FE_KRB_AS_REQ && type != FE_KRB_TGS_REQ) ||
+	    !der_read(buf, len, &app) || app.total != len ||
+	    !app_sequence(buf, len, type, &seq) ||
+	    !field_int(&seq, 0xa1, &pvno) || pvno != 5 ||
+	    !field_int(&seq, 0xa2, &msg_type) || msg_type != type ||
+	    !der_find(seq.val, seq.len, 0xa4, &field) ||
+	    !der_read(field.val, field.len, &body) || body.tag != 0x30)
+		return false;
+	for (size_t i = 0; i < sizeof(required); i++)
+		if (!der_find(body.val, body.len, required[i], &e))
+			return false;
 	return true;
 }
 

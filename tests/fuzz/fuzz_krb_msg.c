@@ -85,6 +85,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	check_error_roundtrip(NULL, (int32_t)(size * 2654435761u));
 
+	/* A request the relay would send on is one whose names can be read,
+	 * and no byte of it may be dropped or added. */
+	if (fe_krb_req_valid(data, size)) {
+		CHECK(fe_krb_req_names(data, size, &names));
+		CHECK(!fe_krb_req_valid(data, size - 1));
+	}
+
 	/* Small bounds reach the TOO_BIG paths; large ones the rest. */
 	const size_t bounds[] = { 0, 1, 64, 65535, 1u << 20 };
 	for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {

@@ -111,6 +111,26 @@ def test_kinit_over_udp(relay, tmp_path, berthctl):
     assert st["outstanding"] == 0
 
 
+def test_kvno_tgs_req_over_udp(relay, tmp_path, berthctl):
+    """A TGS-REQ from MIT's kvno passes the relay's request check and gets a
+    service ticket, over UDP."""
+    realm, _, port = relay
+    service = f"host/svc.berth.test@{realm.realm}"
+    realm.addprinc(service, "svc-secret-1")
+    conf = realm.client_conf("127.0.0.1", port)
+    cc = tmp_path / "cc"
+    r = realm.kinit(conf, realm.principal, realm.password, cc)
+    assert r.returncode == 0, r.stderr
+    r = realm.kvno(conf, service, cc, trace=True)
+    assert r.returncode == 0, r.stderr
+    assert f"UDP request to dgram 127.0.0.1:{port}" in r.stderr
+    assert service in realm.klist(cc).stdout
+    st = status(berthctl, tmp_path)
+    assert st["malformed"] == 0
+    assert st["requests_udp"] >= 3  # AS-REQ twice, then the TGS-REQ
+    assert st["outstanding"] == 0
+
+
 def test_kinit_over_tcp(relay, tmp_path, berthctl):
     realm, _, port = relay
     conf = realm.client_conf("127.0.0.1", port, udp_preference_limit=1)
@@ -379,3 +399,37 @@ def test_kdc_keeping_the_connection_gets_an_abort(krb5_realm, berthd,
                 with pytest.raises(ConnectionResetError):
                     conn.recv(1)
     assert berth_time_waits(kdc_port) == []
+
+
+def test_garbage_requests_hold_no_pool_socket(krb5_realm, berthd, free_port,
+                                              tmp_path, berthctl):
+    """Datagrams with only an AS-REQ's first octets: the KDC never answers
+    them, so relayed, each held a (pool socket, KDC) pair for
+    upstream_timeout and then the late-reply guard (10 s).  200 of them took
+    every pair of the 64-socket pool and real clients got
+    KDC_ERR_SVC_UNAVAILABLE.  Now they are dropped on arrival, counted as
+    malformed, and real requests right after get the KDC's own answers."""
+    realm = krb5_realm
+    req = capture_as_req(realm, tmp_path)
+    _, port = start_berth(berthd, tmp_path, free_port,
+                          f"{realm.host}:{realm.port}")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flood:
+        for _ in range(200):
+            flood.sendto(bytes.fromhex("6a03300100"), ("127.0.0.1", port))
+            time.sleep(0.002)
+    deadline = time.monotonic() + 5
+    while status(berthctl, tmp_path)["malformed"] < 200 and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status(berthctl, tmp_path)["malformed"] == 200
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        c.settimeout(5)
+        for _ in range(10):
+            c.sendto(req, ("127.0.0.1", port))
+            reply, _ = c.recvfrom(65536)
+            # The KDC's answer to a real AS-REQ: a reply or its own error
+            # (preauth required), never berth's SVC_UNAVAILABLE (29).
+            assert reply[0] != 0x7e or error_code(reply) != 29
+    st = status(berthctl, tmp_path)
+    assert st["upstream_timeouts"] == 0
+    assert st["pool_busy"] == 0

@@ -43,6 +43,7 @@ KDB5_UTIL = "/usr/sbin/kdb5_util"
 KADMIN_LOCAL = "/usr/sbin/kadmin.local"
 KINIT = "/usr/bin/kinit"
 KLIST = "/usr/bin/klist"
+KVNO = "/usr/bin/kvno"
 
 # The Debian package providing each program, for the failure message.
 PACKAGE_OF = {
@@ -658,6 +659,13 @@ class Krb5Realm:
         """
         return self._client([KINIT, "-c", ccache, principal], conf_path,
                             timeout, trace, password + "\n")
+
+    def kvno(self, conf_path, service, ccache, *, timeout=TOOL_TIMEOUT,
+             trace=False):
+        """Run ``kvno -c CCACHE SERVICE`` (a TGS-REQ with the ticket in
+        ccache) with conf_path as KRB5_CONFIG; returns the run."""
+        return self._client([KVNO, "-c", ccache, service], conf_path,
+                            timeout, trace, "")
 
     def klist(self, ccache, *, timeout=TOOL_TIMEOUT):
         """Run ``klist -c CCACHE``; returns the CompletedProcess."""
