@@ -244,4 +244,21 @@ static inline size_t upstream_answers_next(struct env *e, int up, unsigned nans)
 	return rlen;
 }
 
+/*
+ * Upstream i takes the query's connection, reads the query and closes the
+ * connection under it (a lost connection); returns the connection the
+ * forwarder opens for its retry, its query not yet read.
+ */
+static inline int up_lose_once(struct env *e, int i)
+{
+	uint8_t q[600];
+	int up = up_accept(e, i, PUMPS);
+	assert_true(up >= 0);
+	assert_true(recv_frame(e, up, q, sizeof(q)) > 0);
+	close(up);
+	up = up_accept(e, i, PUMPS);
+	assert_true(up >= 0);
+	return up;
+}
+
 #endif
