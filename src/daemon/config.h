@@ -199,6 +199,13 @@ int config_format_addr(const struct config_addr *addr, char *buf, size_t len);
 uint16_t config_addr_port(const struct config_addr *addr);
 
 /*
+ * True when a and b are the same address and port as the kernel compares
+ * them: an IPv4-mapped IPv6 address is the IPv4 address it stands for, and
+ * a scope counts only on a link-local address.
+ */
+bool config_same_addr(const struct config_addr *a, const struct config_addr *b);
+
+/*
  * Add to out the port of every listen address in cfg: each service's and
  * the metrics listener's.  The socket pool must never take one of them, or a
  * service could find its own port held by its own daemon.

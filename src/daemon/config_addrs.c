@@ -83,6 +83,12 @@ static bool same_port(const struct config_addr *a, const struct config_addr *b)
 	       config_addr_port(a) == config_addr_port(b);
 }
 
+bool config_same_addr(const struct config_addr *a, const struct config_addr *b)
+{
+	struct config_addr x = canon(a), y = canon(b);
+	return same_port(&x, &y) && same_host(&x, &y);
+}
+
 /* Would listeners on a and b collide?  (IPv6 listeners are IPv6-only.) */
 static bool listens_collide(const struct config_addr *a0,
 			    const struct config_addr *b0)

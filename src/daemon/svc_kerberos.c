@@ -41,22 +41,6 @@ static void krb_stop(void *state)
 	free(k);
 }
 
-static bool same_config_addr(const struct config_addr *a,
-			     const struct config_addr *b)
-{
-	if (a->sa.ss_family != b->sa.ss_family)
-		return false;
-	if (a->sa.ss_family == AF_INET) {
-		const struct sockaddr_in *x = (const void *)&a->sa, *y = (const void *)&b->sa;
-		return x->sin_port == y->sin_port &&
-		       x->sin_addr.s_addr == y->sin_addr.s_addr;
-	}
-	const struct sockaddr_in6 *x = (const void *)&a->sa, *y = (const void *)&b->sa;
-	return x->sin6_port == y->sin6_port &&
-	       x->sin6_scope_id == y->sin6_scope_id &&
-	       IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr);
-}
-
 /* An upstream of svc that an earlier kerberos service of cfg has too, or
  * NULL; *other is that service. */
 static const struct config_addr *shared_kdc(const struct berth_config *cfg,
@@ -68,7 +52,7 @@ static const struct config_addr *shared_kdc(const struct berth_config *cfg,
 			continue;
 		for (size_t i = 0; i < svc->nupstream; i++)
 			for (size_t j = 0; j < o->nupstream; j++)
-				if (same_config_addr(&svc->upstream[i], &o->upstream[j])) {
+				if (config_same_addr(&svc->upstream[i], &o->upstream[j])) {
 					*other = o;
 					return &svc->upstream[i];
 				}
