@@ -211,6 +211,50 @@ void krb_udp_end(struct krb_query *q)
 
 /* --- replies --- */
 
+/* A datagram from the upstream that q waits for on its pool socket: q's
+ * reply, or something q keeps waiting past (counted). */
+static void waiting_reply(struct krb_query *q, const uint8_t *msg, size_t len)
+{
+	struct fe_krb *k = q->k;
+	int type = fe_krb_msg_type(msg, len);
+	if (type != FE_KRB_AS_REP && type != FE_KRB_TGS_REP && type != FE_KRB_ERROR) {
+		/* Not a KDC reply: keep waiting for the real one. */
+		k->st.malformed++;
+		return;
+	}
+	if (!krb_reply_fits(q, type)) {
+		/* A KDC reply, but not to this request (a reply to an earlier
+		 * client's, later than its reservation): keep waiting. */
+		k->st.unmatched++;
+		return;
+	}
+	udp_answered(q);
+	krb_end_exchange(q);
+	int32_t code;
+	if (type == FE_KRB_ERROR && fe_krb_error_code(msg, len, &code) &&
+	    code == FE_KRB_ERR_RESPONSE_TOO_BIG) {
+		k->st.too_big_retries++;
+		q->too_big = malloc(len);
+		if (!q->too_big) {
+			k->st.dropped++;
+			krb_query_finish(q);
+			return;
+		}
+		memcpy(q->too_big, msg, len);
+		q->too_big_len = len;
+		if (krb_tcp_start(q) < 0) {
+			k->st.upstream_failures++;
+			krb_relay_too_big(q);
+			return;
+		}
+		loop_timer_start_in(k->loop, &q->timer, k->timeout_ms);
+		return;
+	}
+	k->st.replies++;
+	krb_answer(q, msg, len, NULL);
+	krb_query_finish(q);
+}
+
 bool fe_krb_pool_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
 		       socklen_t fromlen, const uint8_t *msg, size_t len)
 {
@@ -231,52 +275,19 @@ bool fe_krb_pool_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
 			}
 		return false;
 	}
-	int type = fe_krb_msg_type(msg, len);
-	if (type != FE_KRB_AS_REP && type != FE_KRB_TGS_REP && type != FE_KRB_ERROR) {
-		/* Not a KDC reply: keep waiting for the real one. */
-		k->st.malformed++;
-		return true;
-	}
-	if (!krb_reply_fits(q, type)) {
-		/* A KDC reply, but not to this request (a reply to an earlier
-		 * client's, later than its reservation): keep waiting. */
-		k->st.unmatched++;
-		return true;
-	}
-	udp_answered(q);
-	krb_end_exchange(q);
-	int32_t code;
-	if (type == FE_KRB_ERROR && fe_krb_error_code(msg, len, &code) &&
-	    code == FE_KRB_ERR_RESPONSE_TOO_BIG) {
-		k->st.too_big_retries++;
-		q->too_big = malloc(len);
-		if (!q->too_big) {
-			k->st.dropped++;
-			krb_query_finish(q);
-			return true;
-		}
-		memcpy(q->too_big, msg, len);
-		q->too_big_len = len;
-		if (krb_tcp_start(q) < 0) {
-			k->st.upstream_failures++;
-			krb_relay_too_big(q);
-			return true;
-		}
-		loop_timer_start_in(k->loop, &q->timer, k->timeout_ms);
-		return true;
-	}
-	k->st.replies++;
-	krb_answer(q, msg, len, NULL);
-	krb_query_finish(q);
+	waiting_reply(q, msg, len);
 	return true;
 }
 
 bool fe_krb_take_reply(struct fe_krb *k, int fd, const struct sockaddr *from,
 		       socklen_t fromlen, const uint8_t *msg, size_t len)
 {
-	if (!find_waiting(k, fd, from))
+	(void)fromlen;
+	struct krb_query *q = find_waiting(k, fd, from);
+	if (!q)
 		return false;
-	return fe_krb_pool_reply(k, fd, from, fromlen, msg, len);
+	waiting_reply(q, msg, len);
+	return true;
 }
 
 bool fe_krb_waiting(const struct fe_krb *k, int fd, const struct sockaddr *upstream)
