@@ -99,15 +99,12 @@ static inline struct env *env_new(const struct opts *o)
 	char err[256];
 	memset(&e, 0, sizeof(e));
 	e.loop = fake_loop_open(&e.fl);
-	if (o->per_query) {
-		e.pool = fake_pool_mode(40000, 60999, o->per_query,
-					POOL_MODE_PER_QUERY);
-		pool_set_watch(e.pool, on_pool_sock, &e);
-	} else {
-		e.pool = fake_pool(40000, 60999, POOL_SIZE);
-		pool_set_watch(e.pool, on_pool_sock, &e);
-		assert_int_equal(e.nsocks, POOL_SIZE);
-	}
+	e.pool = o->per_query ? fake_pool_mode(40000, 60999, o->per_query,
+					       POOL_MODE_PER_QUERY)
+			      : fake_pool(40000, 60999, POOL_SIZE);
+	pool_set_watch(e.pool, on_pool_sock, &e);
+	/* A per-query pool binds its sockets as queries leave. */
+	assert_int_equal(e.nsocks, o->per_query ? 0 : POOL_SIZE);
 
 	struct dns_fwd_addr ups[NUP];
 	for (size_t i = 0; i < o->nup; i++) {
