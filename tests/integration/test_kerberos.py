@@ -31,6 +31,8 @@ def berth_config(tmp_path, port, upstream, *, new_connection_timeout="1s",
 [ports]
 ; below the kernel's ephemeral range, where free_port() picks listen ports
 dynamic_range = 20000-29999
+; test_guard_by_source_port sends from 22528, so the pool must not hold it
+reserved = 22528
 avoid_in_use = yes
 
 [pool]
