@@ -32,6 +32,16 @@
  * closed (a FIN).  With reset_on_timeout, a new-connection or idle timeout
  * instead discards the output and closes with SO_LINGER {1, 0} (an RST).
  *
+ * Backpressure: a session reads and delivers requests only while fewer than
+ * max_in_flight of its own are in flight and less than SESS_OUT_PAUSE of its
+ * output waits unread by the peer.  Past either bound it stops reading (the
+ * peer's further requests wait in its input buffer and the kernel's, under
+ * TCP flow control) and resumes, after the callback that answered, once both
+ * are below their bounds.  So one pipelining peer can neither fill the
+ * service's table of requests nor grow its output without bound; each pause
+ * counts in read_pauses.  Held requests are still requests: a peer's EOF
+ * closes the session only after they are delivered and answered.
+ *
  * Limits: max_sessions is per listener (a service listening on two addresses
  * has two caps).  At the cap a new connection evicts the oldest session still
  * in the new state (an O(1) FIFO), logging the peer; when no session is new,
@@ -214,11 +224,14 @@ struct sess_limits {
 	uint32_t max_sessions;      /* 0: SESS_DEFAULT_MAX_SESSIONS */
 	uint32_t accept_per_iter;   /* 0: SESS_DEFAULT_ACCEPT_PER_ITER */
 	size_t max_output;          /* queued output bound; 0: SESS_DEFAULT_MAX_OUTPUT */
+	uint32_t max_in_flight;     /* per session; 0: SESS_DEFAULT_MAX_IN_FLIGHT */
 };
 
 #define SESS_DEFAULT_MAX_SESSIONS 10000u
 #define SESS_DEFAULT_ACCEPT_PER_ITER 64u
 #define SESS_DEFAULT_MAX_OUTPUT (1u << 20)
+#define SESS_DEFAULT_MAX_IN_FLIGHT 64u
+#define SESS_OUT_PAUSE (64u << 10) /* queued output that pauses reading */
 #define SESS_EMFILE_PAUSE_MS 100u
 #define SESS_FLUSH_MS 5000u   /* longest a closing session flushes output */
 #define SESS_UDP_BATCH 16u    /* datagrams per recvmmsg */
@@ -232,6 +245,7 @@ struct sess_stats {
 	uint64_t refusals;     /* accepted and closed at the cap */
 	uint64_t emfile_pauses;
 	uint64_t nomem_pauses; /* accept failed with ENOBUFS or ENOMEM */
+	uint64_t read_pauses;  /* a session stopped reading: backpressure */
 	uint64_t guard_drops;  /* connections and datagrams */
 	uint64_t datagrams_in;
 	uint64_t datagrams_out;

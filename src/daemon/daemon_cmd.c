@@ -167,6 +167,7 @@ void daemon_sum_sess_stats(struct sess_stats *sum,
 	sum->refusals += st.refusals;
 	sum->emfile_pauses += st.emfile_pauses;
 	sum->nomem_pauses += st.nomem_pauses;
+	sum->read_pauses += st.read_pauses;
 	sum->guard_drops += st.guard_drops;
 	sum->datagrams_in += st.datagrams_in;
 	sum->datagrams_out += st.datagrams_out;
@@ -182,6 +183,7 @@ void daemon_print_sess_stats(const struct sess_stats *sum, FILE *out)
 		{ "refusals", sum->refusals },
 		{ "emfile_pauses", sum->emfile_pauses },
 		{ "nomem_pauses", sum->nomem_pauses },
+		{ "read_pauses", sum->read_pauses },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		fprintf(out, "  %s: %llu\n", rows[i].key,

@@ -172,6 +172,7 @@ struct dns_fwd_tcp_limits {
 	uint64_t idle_ms;           /* after the last answer */
 	bool reset_on_timeout;      /* close timed-out sessions with RST */
 	uint32_t max_sessions;      /* 0: the engine's default */
+	uint32_t max_in_flight;     /* queries per session; 0: the engine's */
 };
 
 /*

@@ -114,6 +114,7 @@ int dns_fwd_listen_tcp(struct dns_fwd *f, const struct sockaddr *addr,
 		.idle_ms = lim ? lim->idle_ms : 0,
 		.reset_on_timeout = lim ? lim->reset_on_timeout : false,
 		.max_sessions = lim ? lim->max_sessions : 0,
+		.max_in_flight = lim ? lim->max_in_flight : 0,
 	};
 	struct sess_listener *l = sess_listen_tcp(f->loop, addr, addrlen, &svc,
 						  &sl, f->guard, err, errlen);

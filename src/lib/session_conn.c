@@ -19,6 +19,7 @@
 static void conn_on_io(struct loop *loop, struct loop_watch *w,
 		       unsigned events);
 static void conn_on_timer(struct wheel_timer *t, void *ctx);
+static void conn_resume_hook(struct loop *loop, struct loop_close *c);
 
 static uint64_t in_flight(const struct sess *s)
 {
@@ -30,13 +31,27 @@ static size_t out_pending(const struct sess *s)
 	return s->out_len - s->out_off;
 }
 
-/* Register for exactly what s needs now: reading while open, writing while
- * output waits. */
+/* Below both backpressure bounds: s may take another request. */
+static bool conn_takes_more(const struct sess *s)
+{
+	return in_flight(s) < s->lst->lim.max_in_flight &&
+	       out_pending(s) < SESS_OUT_PAUSE;
+}
+
+/* Register for exactly what s needs now: reading while open and neither
+ * holding a request nor at a backpressure bound, writing while output
+ * waits. */
 static void conn_interest(struct sess *s)
 {
 	unsigned want = 0;
-	if (s->phase == SESS_PHASE_OPEN && !s->peer_eof)
-		want |= LOOP_READ;
+	if (s->phase == SESS_PHASE_OPEN && !s->peer_eof) {
+		bool paused = s->held || !conn_takes_more(s);
+		if (paused && !s->paused)
+			s->lst->st.read_pauses++;
+		s->paused = paused;
+		if (!paused)
+			want |= LOOP_READ;
+	}
 	if (out_pending(s) && (s->phase == SESS_PHASE_OPEN ||
 			       s->phase == SESS_PHASE_FLUSHING))
 		want |= LOOP_WRITE;
@@ -152,8 +167,16 @@ static int conn_write(struct sess *s)
 static void conn_check_eof(struct sess *s)
 {
 	if (s->peer_eof && s->phase == SESS_PHASE_OPEN && in_flight(s) == 0 &&
-	    !out_pending(s))
+	    !s->held && !out_pending(s))
 		sess_close(s, SESS_CLOSE_PEER_CLOSED);
+}
+
+/* Back below the bounds with a request held: deliver it once the callback
+ * running now returns (never inside the service's own call). */
+static void conn_maybe_resume(struct sess *s)
+{
+	if (s->held && s->phase == SESS_PHASE_OPEN && conn_takes_more(s))
+		loop_defer_close(s->loop, &s->resume_req, conn_resume_hook);
 }
 
 /* Output done (or abandoned) while flushing: close the fd, free later. */
@@ -176,6 +199,7 @@ static void conn_on_writable(struct sess *s)
 		return;
 	}
 	conn_interest(s);
+	conn_maybe_resume(s);
 	conn_check_eof(s);
 }
 
@@ -243,11 +267,13 @@ static void conn_on_timer(struct wheel_timer *t, void *ctx)
 				   : SESS_CLOSE_NEW_TIMEOUT);
 }
 
-/* Hand every complete message in the input buffer to the service. */
+/* Hand the complete messages in the input buffer to the service, as many
+ * as the backpressure bounds let it take; the rest is held. */
 static void conn_deliver(struct sess *s)
 {
 	const struct sess_service *svc = &s->lst->svc;
 	size_t off = 0;
+	s->held = false;
 	while (s->phase == SESS_PHASE_OPEN) {
 		size_t msg_len = 0;
 		size_t avail = s->in_len - off;
@@ -255,6 +281,10 @@ static void conn_deliver(struct sess *s)
 					       &msg_len);
 		if (r == SESS_FRAME_NEED_MORE)
 			break;
+		if (!conn_takes_more(s)) {
+			s->held = true;
+			break;
+		}
 		if (r != SESS_FRAME_COMPLETE || msg_len == 0 || msg_len > avail) {
 			enum sess_close_reason why = r == SESS_FRAME_TOO_BIG ?
 				SESS_CLOSE_TOO_BIG : SESS_CLOSE_MALFORMED;
@@ -300,9 +330,24 @@ static bool conn_in_room(struct sess *s)
 	return true;
 }
 
+/* The deferred delivery conn_maybe_resume() asked for. */
+static void conn_resume_hook(struct loop *loop, struct loop_close *c)
+{
+	(void)loop;
+	struct sess *s = sess_of(c, resume_req);
+	if (s->phase != SESS_PHASE_OPEN || !s->held)
+		return;
+	conn_deliver(s);
+	if (s->phase != SESS_PHASE_OPEN)
+		return;
+	conn_interest(s);
+	conn_check_eof(s);
+}
+
 static void conn_on_readable(struct sess *s)
 {
-	for (int i = 0; i < CONN_READS_PER_EVENT && s->phase == SESS_PHASE_OPEN;
+	for (int i = 0; i < CONN_READS_PER_EVENT && s->phase == SESS_PHASE_OPEN &&
+			!s->held && conn_takes_more(s);
 	     i++) {
 		if (!conn_in_room(s)) {
 			/* A framer that cannot decide with a full buffer. */
@@ -328,6 +373,9 @@ static void conn_on_readable(struct sess *s)
 		s->in_len += (size_t)n;
 		conn_deliver(s);
 	}
+	/* Stop reading at a bound (the watch is level-triggered). */
+	if (s->phase == SESS_PHASE_OPEN)
+		conn_interest(s);
 }
 
 static void conn_on_io(struct loop *loop, struct loop_watch *w,
@@ -386,6 +434,7 @@ int sess_send(struct sess *s, const uint8_t *data, size_t len)
 		return -EPIPE;
 	}
 	conn_interest(s);
+	conn_maybe_resume(s);
 	conn_check_eof(s);
 	return 0;
 }

@@ -29,6 +29,7 @@ struct sess {
 	unsigned interest;         /* what watch is registered for */
 	struct wheel_timer timer;  /* the one deadline (or flush bound) */
 	struct loop_close close_req;
+	struct loop_close resume_req; /* deliver held requests, deferred */
 	struct sess_link all;      /* every session of the listener */
 	struct sess_link fifo;     /* sessions still new, oldest first */
 	bool in_fifo;
@@ -42,6 +43,8 @@ struct sess {
 	bool completed;            /* a complete request was delivered */
 	bool peer_eof;             /* the peer shut its write side */
 	bool rst;                  /* close with an RST */
+	bool held;                 /* a complete request waits, undelivered */
+	bool paused;               /* not reading: backpressure */
 	uint64_t delivered, answered;
 
 	uint8_t *in;               /* input bytes [0, in_len) */

@@ -214,6 +214,8 @@ static struct sess_listener *listener_new(struct loop *loop, int fd, bool udp,
 		lim.accept_per_iter = SESS_DEFAULT_ACCEPT_PER_ITER;
 	if (!lim.max_output)
 		lim.max_output = SESS_DEFAULT_MAX_OUTPUT;
+	if (!lim.max_in_flight)
+		lim.max_in_flight = SESS_DEFAULT_MAX_IN_FLIGHT;
 	*l = (struct sess_listener){
 		.loop = loop,
 		.udp = udp,

@@ -110,8 +110,11 @@ static inline struct env *env_new_plan(size_t nup, uint16_t lo, uint16_t hi,
 		.sin_family = AF_INET,
 		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
 	};
+	/* One client session pipelines more queries than the upstream
+	 * connections' slots, so its own cap must be higher than those. */
+	struct dns_fwd_tcp_limits lim = { .max_in_flight = 256 };
 	int idx = dns_fwd_listen_tcp(e.f, (struct sockaddr *)&fa, sizeof(fa),
-				     NULL, err, sizeof(err));
+				     &lim, err, sizeof(err));
 	if (idx < 0)
 		fail_msg("dns_fwd_listen_tcp: %s", err);
 	fa.sin_port = htons(dns_fwd_tcp_port(e.f, idx));

@@ -1,0 +1,63 @@
+"""Backpressure on a DNS-over-TCP client that pipelines more than its share.
+
+berthd hands one TCP session at most 64 queries in flight at once; the rest
+of a burst waits, unread, in the session's buffers and the kernel's, and is
+taken as answers go out.  Before, one connection could put every query it
+sent into the forwarder's table at once (65,536 of them for about 2 MB of
+input), so one client could fill it and every other client got SERVFAIL.
+The upstream here is a tar pit: a TCP socket that listens and never
+accepts, so the kernel completes berthd's connections and buffers its
+queries, and nothing ever answers.
+"""
+import socket
+import time
+
+import dns.message
+import dns.query
+import dns.rcode
+
+from test_dns import start, status
+
+PER_SESSION = 64   # the session engine's SESS_DEFAULT_MAX_IN_FLIGHT
+BURST = 200
+
+
+def test_pipelined_burst_is_held_at_the_cap(berthd, berthctl, tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as pit:
+        pit.bind(("127.0.0.1", 0))
+        pit.listen(16)
+        daemon, port = start(berthd, tmp_path,
+                             [f"127.0.0.1:{pit.getsockname()[1]}"],
+                             "upstream_timeout = 1s\n")
+        queries = [dns.message.make_query(f"q{i}.test.", "A")
+                   for i in range(BURST)]
+        wire = b"".join(len(w).to_bytes(2, "big") + w
+                        for w in (q.to_wire() for q in queries))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            sent = time.monotonic()
+            c.sendall(wire)
+            # Within the first upstream_timeout nothing is answered, so
+            # exactly one cap's worth has been taken from the burst.
+            deadline = sent + 0.8
+            counters = status(berthctl, daemon)
+            while counters["queries_tcp"] < PER_SESSION and \
+                    time.monotonic() < deadline:
+                time.sleep(0.02)
+                counters = status(berthctl, daemon)
+            assert time.monotonic() - sent < 1.0, "status came too late"
+            assert counters["queries_tcp"] == PER_SESSION, counters
+            assert counters["outstanding"] == PER_SESSION, counters
+            assert counters["read_pauses"] >= 1, counters
+            # Every query of the burst is still answered (SERVFAIL, as the
+            # upstream is dead), each once: none was lost while held.
+            ids = []
+            for _ in queries:
+                reply, _ = dns.query.receive_tcp(
+                    c, expiration=time.time() + 10)
+                assert reply.rcode() == dns.rcode.SERVFAIL
+                ids.append(reply.id)
+        assert sorted(ids) == sorted(q.id for q in queries)
+    counters = status(berthctl, daemon)
+    assert counters["queries_tcp"] == BURST
+    assert counters["servfails"] == BURST
+    assert counters["outstanding"] == 0
