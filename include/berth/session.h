@@ -29,8 +29,13 @@
  * once, outside the session's callbacks, so it can cancel upstream work; the
  * session pointer is invalid after on_close returns.  Queued output is then
  * flushed (bounded by SESS_FLUSH_MS), the write side is shut down and the fd
- * closed (a FIN).  With reset_on_timeout, a new-connection or idle timeout
- * instead discards the output and closes with SO_LINGER {1, 0} (an RST).
+ * closed (a FIN).  When the peer sent more than the session read, closing
+ * at once would make the kernel answer with an RST (RFC 1122 4.2.2.13),
+ * which discards output the peer has not yet received; so the session
+ * first lingers: it shuts its write side and reads and discards input until
+ * the peer's EOF, at most SESS_LINGER_MS.  With reset_on_timeout, a
+ * new-connection or idle timeout instead discards the output and closes
+ * with SO_LINGER {1, 0} (an RST).
  *
  * Backpressure: a session reads and delivers requests only while fewer than
  * max_in_flight of its own are in flight and less than SESS_OUT_PAUSE of its
@@ -234,6 +239,7 @@ struct sess_limits {
 #define SESS_OUT_PAUSE (64u << 10) /* queued output that pauses reading */
 #define SESS_EMFILE_PAUSE_MS 100u
 #define SESS_FLUSH_MS 5000u   /* longest a closing session flushes output */
+#define SESS_LINGER_MS 2000u  /* longest it then discards unread input */
 #define SESS_UDP_BATCH 16u    /* datagrams per recvmmsg */
 
 /* Per-listener counters. */

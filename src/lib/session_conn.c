@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,6 +16,8 @@
 #define CONN_IN_START 1024u
 /* Reads per readiness event, so one busy peer cannot starve the others. */
 #define CONN_READS_PER_EVENT 16
+/* Discarded per read while lingering. */
+#define CONN_LINGER_CHUNK 4096u
 
 static void conn_on_io(struct loop *loop, struct loop_watch *w,
 		       unsigned events);
@@ -115,12 +118,41 @@ static void conn_free(struct sess *s)
 	free(s);
 }
 
-/* Close the fd: an RST when asked, otherwise a FIN after the output. */
-static void conn_final(struct sess *s)
+/*
+ * The peer sent more than s read, so close() would answer with an RST:
+ * shut the write side (the FIN follows the output) and watch for input to
+ * discard until the peer's EOF or SESS_LINGER_MS.  False when there is
+ * nothing unread, or the watch cannot be set: close now.
+ */
+static bool conn_linger(struct sess *s)
+{
+	int unread = 0;
+	if (s->rst || s->peer_eof || s->fd < 0)
+		return false;
+	if (s->in_len == 0 &&
+	    (ioctl(s->fd, FIONREAD, &unread) < 0 || unread <= 0))
+		return false;
+	if (loop_watch_set(s->loop, &s->watch, LOOP_READ) < 0)
+		return false;
+	s->interest = LOOP_READ;
+	shutdown(s->fd, SHUT_WR);
+	s->phase = SESS_PHASE_LINGER;
+	loop_timer_start_in(s->loop, &s->timer, SESS_LINGER_MS);
+	return true;
+}
+
+/*
+ * Close the fd: an RST when asked, otherwise a FIN after the output.  With
+ * may_linger, a peer that sent more than was read is drained first: true
+ * when s lingers, its fd still open (conn_linger_done() ends it).
+ */
+static bool conn_final(struct sess *s, bool may_linger)
 {
 	loop_timer_stop(s->loop, &s->timer);
 	loop_watch_stop(s->loop, &s->watch);
 	s->interest = 0;
+	if (may_linger && conn_linger(s))
+		return true;
 	if (s->fd >= 0) {
 		if (s->rst) {
 			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
@@ -133,6 +165,7 @@ static void conn_final(struct sess *s)
 	}
 	sess_link_del(&s->all);
 	s->phase = SESS_PHASE_DONE;
+	return false;
 }
 
 static void conn_free_hook(struct loop *loop, struct loop_close *c)
@@ -179,11 +212,36 @@ static void conn_maybe_resume(struct sess *s)
 		loop_defer_close(s->loop, &s->resume_req, conn_resume_hook);
 }
 
-/* Output done (or abandoned) while flushing: close the fd, free later. */
+/* Output done (or abandoned) while flushing: close the fd (or linger
+ * first), free later. */
 static void conn_flush_done(struct sess *s)
 {
-	conn_final(s);
+	if (!conn_final(s, true))
+		loop_defer_close(s->loop, &s->close_req, conn_free_hook);
+}
+
+/* The peer's EOF, an error or the linger bound: close the fd, free later. */
+static void conn_linger_done(struct sess *s)
+{
+	conn_final(s, false);
 	loop_defer_close(s->loop, &s->close_req, conn_free_hook);
+}
+
+/* Lingering: discard what the peer sends until its EOF. */
+static void conn_linger_read(struct sess *s)
+{
+	uint8_t junk[CONN_LINGER_CHUNK];
+	for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
+		ssize_t n = recv(s->fd, junk, sizeof(junk), MSG_DONTWAIT);
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		conn_linger_done(s);
+		return;
+	}
 }
 
 static void conn_on_writable(struct sess *s)
@@ -226,8 +284,8 @@ static void conn_close_hook(struct loop *loop, struct loop_close *c)
 		loop_timer_start_in(s->loop, &s->timer, SESS_FLUSH_MS);
 		return;
 	}
-	conn_final(s);
-	conn_free(s);
+	if (!conn_final(s, true))
+		conn_free(s);
 }
 
 void sess_close(struct sess *s, enum sess_close_reason why)
@@ -259,6 +317,10 @@ static void conn_on_timer(struct wheel_timer *t, void *ctx)
 	struct sess *s = sess_of(t, timer);
 	if (s->phase == SESS_PHASE_FLUSHING) {
 		conn_flush_done(s);
+		return;
+	}
+	if (s->phase == SESS_PHASE_LINGER) {
+		conn_linger_done(s);
 		return;
 	}
 	if (s->phase != SESS_PHASE_OPEN || in_flight(s) > 0)
@@ -383,6 +445,10 @@ static void conn_on_io(struct loop *loop, struct loop_watch *w,
 {
 	(void)loop;
 	struct sess *s = sess_of(w, watch);
+	if (s->phase == SESS_PHASE_LINGER) {
+		conn_linger_read(s);
+		return;
+	}
 	if (events & LOOP_WRITE)
 		conn_on_writable(s);
 	if ((events & LOOP_READ) && s->phase == SESS_PHASE_OPEN)
@@ -449,9 +515,9 @@ void sess_conn_shutdown(struct sess *s)
 	if (s->phase == SESS_PHASE_CLOSING && l->svc.on_close)
 		l->svc.on_close(s, s->why, l->svc.arg);
 	if (s->phase != SESS_PHASE_DONE) {
-		if (!s->rst)
+		if (!s->rst && s->phase != SESS_PHASE_LINGER)
 			conn_write(s);
-		conn_final(s);
+		conn_final(s, false);
 	}
 	if (loop_close_pending(&s->close_req))
 		s->lst = NULL;

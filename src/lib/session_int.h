@@ -18,6 +18,7 @@ enum sess_phase {
 	SESS_PHASE_OPEN,     /* reading requests, deadlines running */
 	SESS_PHASE_CLOSING,  /* reason recorded, close hook pending */
 	SESS_PHASE_FLUSHING, /* on_close done, writing the last output */
+	SESS_PHASE_LINGER,   /* output done, FIN sent, discarding the input */
 	SESS_PHASE_DONE,     /* fd closed, free hook pending */
 };
 
