@@ -6,6 +6,7 @@
 #include "session_int.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -119,18 +120,21 @@ static void conn_free(struct sess *s)
 }
 
 /*
- * The peer sent more than s read, so close() would answer with an RST:
- * shut the write side (the FIN follows the output) and watch for input to
- * discard until the peer's EOF or SESS_LINGER_MS.  False when there is
- * nothing unread, or the watch cannot be set: close now.
+ * Closing now could lose output: the peer sent more than s read (close()
+ * then sends an RST), or output is still unacknowledged (input arriving
+ * after close() aborts the connection).  Either RST throws away what the
+ * kernel still holds for the peer.  So shut the write side (the FIN follows
+ * the output) and discard input until the peer's EOF or SESS_LINGER_MS.
+ * False when nothing is at risk, or the watch cannot be set: close now.
  */
 static bool conn_linger(struct sess *s)
 {
-	int unread = 0;
+	int unread = 0, unacked = 0;
 	if (s->rst || s->peer_eof || s->fd < 0)
 		return false;
 	if (s->in_len == 0 &&
-	    (ioctl(s->fd, FIONREAD, &unread) < 0 || unread <= 0))
+	    (ioctl(s->fd, FIONREAD, &unread) < 0 || unread <= 0) &&
+	    (ioctl(s->fd, SIOCOUTQ, &unacked) < 0 || unacked <= 0))
 		return false;
 	if (loop_watch_set(s->loop, &s->watch, LOOP_READ) < 0)
 		return false;
@@ -212,11 +216,12 @@ static void conn_maybe_resume(struct sess *s)
 		loop_defer_close(s->loop, &s->resume_req, conn_resume_hook);
 }
 
-/* Output done (or abandoned) while flushing: close the fd (or linger
- * first), free later. */
-static void conn_flush_done(struct sess *s)
+/* Output done while flushing: close the fd (or linger first), free later.
+ * Abandoned output (a write error, the flush bound) gains nothing from
+ * lingering. */
+static void conn_flush_done(struct sess *s, bool may_linger)
 {
-	if (!conn_final(s, true))
+	if (!conn_final(s, may_linger))
 		loop_defer_close(s->loop, &s->close_req, conn_free_hook);
 }
 
@@ -249,7 +254,7 @@ static void conn_on_writable(struct sess *s)
 	int rc = conn_write(s);
 	if (s->phase == SESS_PHASE_FLUSHING) {
 		if (rc < 0 || !out_pending(s))
-			conn_flush_done(s);
+			conn_flush_done(s, rc == 0);
 		return;
 	}
 	if (rc < 0) {
@@ -284,7 +289,7 @@ static void conn_close_hook(struct loop *loop, struct loop_close *c)
 		loop_timer_start_in(s->loop, &s->timer, SESS_FLUSH_MS);
 		return;
 	}
-	if (!conn_final(s, true))
+	if (!conn_final(s, s->why != SESS_CLOSE_IO_ERROR))
 		conn_free(s);
 }
 
@@ -316,7 +321,7 @@ static void conn_on_timer(struct wheel_timer *t, void *ctx)
 	(void)ctx;
 	struct sess *s = sess_of(t, timer);
 	if (s->phase == SESS_PHASE_FLUSHING) {
-		conn_flush_done(s);
+		conn_flush_done(s, false);
 		return;
 	}
 	if (s->phase == SESS_PHASE_LINGER) {

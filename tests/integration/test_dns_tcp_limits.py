@@ -1,4 +1,4 @@
-"""Backpressure on a DNS-over-TCP client that pipelines more than its share.
+"""DNS-over-TCP clients that pipeline more than their share, or close badly.
 
 berthd hands one TCP session at most 64 queries in flight at once; the rest
 of a burst waits, unread, in the session's buffers and the kernel's, and is
@@ -8,6 +8,10 @@ input), so one client could fill it and every other client got SERVFAIL.
 The upstream here is a tar pit: a TCP socket that listens and never
 accepts, so the kernel completes berthd's connections and buffers its
 queries, and nothing ever answers.
+
+A session closed with input it did not read lingers instead of closing at
+once, so the answers queued before the close still reach a client whose
+receive window is small.
 """
 import socket
 import time
@@ -61,3 +65,45 @@ def test_pipelined_burst_is_held_at_the_cap(berthd, berthctl, tmp_path):
     assert counters["queries_tcp"] == BURST
     assert counters["servfails"] == BURST
     assert counters["outstanding"] == 0
+
+
+def test_answers_before_a_bad_frame_survive_a_small_window(berthd, berthctl,
+                                                           tmp_path):
+    """A client with a small receive window pipelines 300 queries that
+    berthd answers from its hosts file, then a response (QR=1), which
+    closes the session; then it sends more.  When berthd closed the socket
+    at once, those late bytes made the kernel abort the connection with an
+    RST, which threw away the answers still queued behind the client's
+    window: the client read some, then ECONNRESET.  Now berthd shuts its
+    side and discards input while output is unacknowledged, and the client
+    reads all 300 answers, then EOF."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.77 near.example\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dead:
+        dead.bind(("127.0.0.1", 0))
+        daemon, port = start(berthd, tmp_path,
+                             [f"127.0.0.1:{dead.getsockname()[1]}"],
+                             f"hosts = {hosts}\n")
+    queries = [dns.message.make_query("near.example.", "A")
+               for _ in range(300)]
+    response = dns.message.make_response(queries[0]).to_wire()
+    wire = b"".join(len(w).to_bytes(2, "big") + w
+                    for w in [q.to_wire() for q in queries] + [response])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.connect(("127.0.0.1", port))
+        c.sendall(wire)
+        time.sleep(0.3)  # berthd answers, meets the response, closes
+        c.sendall(b"\x00\x20" + b"x" * 32)  # the client is still sending
+        time.sleep(0.2)
+        c.settimeout(5)
+        answered = 0
+        for _ in queries:
+            reply, _ = dns.query.receive_tcp(c, expiration=time.time() + 5)
+            assert reply.answer[0][0].to_text() == "192.0.2.77"
+            answered += 1
+        assert answered == len(queries)
+        assert c.recv(1) == b""  # EOF, not ECONNRESET
+    counters = status(berthctl, daemon)
+    assert counters["local_answers"] == len(queries)
+    assert counters["responses_on_listen"] == 1
