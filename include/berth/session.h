@@ -32,11 +32,12 @@
  * closed (a FIN).  When the peer sent more than the session read, closing
  * at once would make the kernel answer with an RST (RFC 1122 4.2.2.13), and
  * so would input arriving after the close; the RST discards output the
- * peer has not yet received.  So while input is unread or output is not
- * yet acknowledged, the session first lingers: it shuts its write side and
- * reads and discards input until the peer's EOF, at most SESS_LINGER_MS
- * (not after a write error or a flush that hit its bound: that output is
- * lost anyway).  With reset_on_timeout, a
+ * kernel still holds for the peer.  So while such output is queued (not yet
+ * sent or acknowledged), the session first lingers: it shuts its write
+ * side and reads and discards input until the peer's EOF, at most
+ * SESS_LINGER_MS.  Not after a write error or a flush that hit its bound
+ * (that output is lost anyway), nor beyond max_sessions lingering sessions
+ * per listener, since they are outside the cap.  With reset_on_timeout, a
  * new-connection or idle timeout instead discards the output and closes
  * with SO_LINGER {1, 0} (an RST).
  *

@@ -120,38 +120,43 @@ static void conn_free(struct sess *s)
 }
 
 /*
- * Closing now could lose output: the peer sent more than s read (close()
- * then sends an RST), or output is still unacknowledged (input arriving
- * after close() aborts the connection).  Either RST throws away what the
- * kernel still holds for the peer.  So shut the write side (the FIN follows
- * the output) and discard input until the peer's EOF or SESS_LINGER_MS.
- * False when nothing is at risk, or the watch cannot be set: close now.
+ * Closing now could lose output the kernel still holds for the peer (not
+ * yet sent or not yet acknowledged): close() with input unread sends an
+ * RST, and so does input arriving after close(), and an RST throws that
+ * output away.  So shut the write side (the FIN follows the output) and
+ * discard input until the peer's EOF or SESS_LINGER_MS.  False when no
+ * output is at risk (an RST then loses nothing), when the listener already
+ * has max_sessions sessions lingering (they are outside the cap while they
+ * do), or when the watch cannot be set: close now.
  */
 static bool conn_linger(struct sess *s)
 {
-	int unread = 0, unacked = 0;
-	if (s->rst || s->peer_eof || s->fd < 0)
+	struct sess_listener *l = s->lst;
+	int queued = 0;
+	if (s->rst || s->peer_eof || s->fd < 0 || !l ||
+	    l->lingering >= l->lim.max_sessions)
 		return false;
-	if (s->in_len == 0 &&
-	    (ioctl(s->fd, FIONREAD, &unread) < 0 || unread <= 0) &&
-	    (ioctl(s->fd, SIOCOUTQ, &unacked) < 0 || unacked <= 0))
+	if (ioctl(s->fd, SIOCOUTQ, &queued) < 0 || queued <= 0)
 		return false;
 	if (loop_watch_set(s->loop, &s->watch, LOOP_READ) < 0)
 		return false;
 	s->interest = LOOP_READ;
 	shutdown(s->fd, SHUT_WR);
 	s->phase = SESS_PHASE_LINGER;
+	l->lingering++;
 	loop_timer_start_in(s->loop, &s->timer, SESS_LINGER_MS);
 	return true;
 }
 
 /*
  * Close the fd: an RST when asked, otherwise a FIN after the output.  With
- * may_linger, a peer that sent more than was read is drained first: true
+ * may_linger, output still at risk is protected first (conn_linger): true
  * when s lingers, its fd still open (conn_linger_done() ends it).
  */
 static bool conn_final(struct sess *s, bool may_linger)
 {
+	if (s->phase == SESS_PHASE_LINGER && s->lst)
+		s->lst->lingering--;
 	loop_timer_stop(s->loop, &s->timer);
 	loop_watch_stop(s->loop, &s->watch);
 	s->interest = 0;

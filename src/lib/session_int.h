@@ -70,6 +70,7 @@ struct sess_listener {
 
 	struct sess_link all;      /* oldest first */
 	struct sess_link fifo;     /* new sessions, oldest first */
+	uint32_t lingering;        /* sessions in SESS_PHASE_LINGER */
 
 	/* UDP: one recvmmsg batch, allocated once. */
 	uint8_t *ubuf;

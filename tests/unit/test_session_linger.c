@@ -1,61 +1,96 @@
 /*
  * Unit tests for the lingering close, on the fake loop and clock with real
- * loopback sockets.  A session closed while its peer has sent more than it
- * read, or before the peer acknowledged its output, must not close() at
- * once: the kernel would send an RST (at once, or when more input comes)
- * and throw away the output still queued for a peer whose window is full.
- * It shuts its write side, the peer reads the whole answer and a clean EOF,
- * and the session discards input until the peer's EOF or SESS_LINGER_MS.
+ * loopback sockets.  A session closed while the kernel still holds output
+ * for its peer (not yet sent or acknowledged) must not close() at once:
+ * with input unread, or input arriving later, the kernel sends an RST and
+ * throws that output away.  It shuts its write side, the peer reads the
+ * whole answer and a clean EOF, and the session discards input until the
+ * peer's EOF or SESS_LINGER_MS.  With no output at risk it closes at once,
+ * so a client that only sends (a slowloris being evicted) never lingers.
  * Every test ends by checking that no fd leaked.
  */
 #include "session_fixture.h"
 
 static const uint8_t REQ[] = { 0x00, 0x03, 'a', 'b', 'c' };
-static const uint8_t ERR[] = { 0x00, 0x01, 'E' };
+static const uint8_t MORE[100] = { 'm' };
 
-static struct fx *setup(size_t max_output)
+/* Answers larger than the client's window; the session's send buffer is
+ * set to hold SMALL_ANSWER whole. */
+#define SMALL_ANSWER 20000u
+#define BIG_ANSWER 200000u
+#define SERVER_SNDBUF (64 * 1024)
+
+static uint8_t answer[BIG_ANSWER + 2];
+
+static struct fx *setup(void)
 {
 	struct fx *fx = fx_new();
 	struct sess_service svc = fx_service(fx, sess_frame_len16, 512);
-	struct sess_limits lim = { .max_output = max_output };
-	fx_listen_tcp(fx, &svc, &lim, NULL, false);
+	fx_listen_tcp(fx, &svc, NULL, NULL, false);
 	return fx;
 }
 
-/* A request, then more bytes the session will not read: the service
- * answers the request with ERR and closes (as on a FORMERR). */
-static struct sess *answer_and_close_with_input_unread(struct fx *fx, int c)
+/* A client with a small receive window, connected and accepted; *s is its
+ * session, with a send buffer of SERVER_SNDBUF. */
+static int small_window_client(struct fx *fx, struct sess **s)
 {
-	struct sess *s = fx_sess_of(fx, c);
+	int c = socket(fx->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(c >= 0);
+	int small = 4096, big = SERVER_SNDBUF;
+	assert_int_equal(setsockopt(c, SOL_SOCKET, SO_RCVBUF, &small,
+				    sizeof(small)), 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&fx->addr, fx->addrlen), 0);
+	fx_accept(fx);
+	*s = fx_sess_of(fx, c);
+	assert_non_null(*s);
+	assert_int_equal(setsockopt(sess_fd(*s), SOL_SOCKET, SO_SNDBUF, &big,
+				    sizeof(big)), 0);
+	return c;
+}
+
+/* Queue a framed answer of n bytes of body. */
+static void send_answer(struct sess *s, size_t n)
+{
+	answer[0] = (uint8_t)(n >> 8);
+	answer[1] = (uint8_t)n;
+	memset(answer + 2, 'z', n);
+	assert_int_equal(sess_send(s, answer, n + 2), 0);
+}
+
+/*
+ * Read from c until EOF or an error, 1 KiB at a time, telling the loop
+ * between reads that sfd is writable (ignored once it no longer watches
+ * sfd).  Returns the last recv() result; *got counts the bytes.
+ */
+static ssize_t read_to_end(struct fx *fx, int c, int sfd, size_t *got)
+{
+	uint8_t buf[1024];
+	for (unsigned spins = 0;; spins++) {
+		assert_true(spins < 1000000);
+		ssize_t n = recv(c, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0) {
+			*got += (size_t)n;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return n;
+		(void)loop_fake_inject(fx->fake, sfd, LOOP_WRITE);
+		assert_true(loop_run_once(fx->loop) >= 0);
+	}
+}
+
+static void test_queued_answer_lingers_until_eof(void **state)
+{
+	(void)state;
+	struct fx *fx = setup();
+	struct sess *s;
+	int c = small_window_client(fx, &s);
 	fx_send(fx, c, s, REQ, sizeof(REQ));
-	assert_int_equal(fx->requests, 1);
-	uint8_t more[100];
-	memset(more, 'm', sizeof(more));
-	assert_int_equal(send(c, more, sizeof(more), 0), (ssize_t)sizeof(more));
-	assert_int_equal(sess_send(s, ERR, sizeof(ERR)), 0);
+	assert_int_equal(send(c, MORE, sizeof(MORE), 0), (ssize_t)sizeof(MORE));
+	send_answer(s, SMALL_ANSWER);
 	sess_close(s, SESS_CLOSE_SERVICE);
 	assert_true(loop_run_once(fx->loop) >= 0);
 	assert_int_equal(fx->closes, 1);
-	return s;
-}
-
-/* The peer reads ERR, then a FIN: an EOF, never ECONNRESET. */
-static void assert_answer_then_eof(int c)
-{
-	uint8_t got[16];
-	assert_int_equal(recv(c, got, sizeof(got), 0), (ssize_t)sizeof(ERR));
-	assert_memory_equal(got, ERR, sizeof(ERR));
-	assert_int_equal(recv(c, got, sizeof(got), 0), 0);
-}
-
-static void test_unread_input_lingers_until_eof(void **state)
-{
-	(void)state;
-	struct fx *fx = setup(0);
-	int c = fx_connect(fx);
-	fx_accept(fx);
-	struct sess *s = answer_and_close_with_input_unread(fx, c);
-	assert_answer_then_eof(c);
 	/* Lingering: listed as closing, its fd watched for input only. */
 	assert_ptr_equal(sess_first(fx->lst), s);
 	struct sess_info info;
@@ -68,73 +103,47 @@ static void test_unread_input_lingers_until_eof(void **state)
 	assert_true(loop_run_once(fx->loop) >= 0);
 	assert_int_equal(fx->requests, 1);
 	assert_ptr_equal(sess_first(fx->lst), s);
+	/* The whole answer, then the FIN. */
+	size_t got = 0;
+	assert_int_equal(read_to_end(fx, c, sess_fd(s), &got), 0);
+	assert_int_equal(got, SMALL_ANSWER + 2);
 	/* The peer's EOF ends it. */
 	assert_int_equal(shutdown(c, SHUT_WR), 0);
 	assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s), LOOP_READ), 0);
 	assert_true(loop_run_once(fx->loop) >= 0);
 	assert_null(sess_first(fx->lst));
-	assert_int_equal(fx->closes, 1);
 	close(c);
 	fx_free(fx);
 }
 
 /*
- * A peer with a small receive window gets a 60,000-byte answer, and the
- * session closes.  It sent more input before the close (early) or sends it
- * after (late, while the answer is still unacknowledged).  Either way it
- * must read the whole answer, then the EOF: closed at once, the session's
- * RST cut it short with ECONNRESET.
+ * The peer sent more input before the close (early) or sends it after
+ * (late, while the answer is still queued).  Either way it must read the
+ * whole answer, then the EOF: closed at once, the session's RST cut it
+ * short with ECONNRESET.
  */
-static void check_answer_past_the_peers_window(bool early)
+static void check_answer_survives(bool early)
 {
-	struct fx *fx = setup(0);
-	int c = socket(fx->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(c >= 0);
-	int small = 4096;
-	assert_int_equal(setsockopt(c, SOL_SOCKET, SO_RCVBUF, &small,
-				    sizeof(small)), 0);
-	assert_int_equal(connect(c, (struct sockaddr *)&fx->addr, fx->addrlen), 0);
-	fx_accept(fx);
-	struct sess *s = fx_sess_of(fx, c);
+	struct fx *fx = setup();
+	struct sess *s;
+	int c = small_window_client(fx, &s);
 	fx_send(fx, c, s, REQ, sizeof(REQ));
-	uint8_t more[100];
-	memset(more, 'm', sizeof(more));
 	if (early)
-		assert_int_equal(send(c, more, sizeof(more), 0),
-				 (ssize_t)sizeof(more));
-	enum { BODY = 60000 };
-	static uint8_t answer[BODY + 2];
-	answer[0] = (uint8_t)(BODY >> 8);
-	answer[1] = (uint8_t)BODY;
-	memset(answer + 2, 'z', BODY);
-	assert_int_equal(sess_send(s, answer, sizeof(answer)), 0);
+		assert_int_equal(send(c, MORE, sizeof(MORE), 0),
+				 (ssize_t)sizeof(MORE));
+	send_answer(s, SMALL_ANSWER);
 	int sfd = sess_fd(s); /* s may be gone before the peer is done */
 	sess_close(s, SESS_CLOSE_SERVICE);
 	assert_true(loop_run_once(fx->loop) >= 0);
 	if (!early) {
-		assert_int_equal(send(c, more, sizeof(more), 0),
-				 (ssize_t)sizeof(more));
+		assert_int_equal(send(c, MORE, sizeof(MORE), 0),
+				 (ssize_t)sizeof(MORE));
 		(void)loop_fake_inject(fx->fake, sfd, LOOP_READ);
 		assert_true(loop_run_once(fx->loop) >= 0);
 	}
 	size_t got = 0;
-	uint8_t buf[1024];
-	ssize_t n;
-	for (unsigned spins = 0;; spins++) {
-		assert_true(spins < 1000000);
-		n = recv(c, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n > 0) {
-			got += (size_t)n;
-			continue;
-		}
-		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-			break;
-		/* Flushing, while the session still has output queued. */
-		(void)loop_fake_inject(fx->fake, sfd, LOOP_WRITE);
-		assert_true(loop_run_once(fx->loop) >= 0);
-	}
-	assert_int_equal(n, 0);
-	assert_int_equal(got, sizeof(answer));
+	assert_int_equal(read_to_end(fx, c, sfd, &got), 0);
+	assert_int_equal(got, SMALL_ANSWER + 2);
 	close(c);
 	fx_at(fx, FX_START_MS + SESS_LINGER_MS);
 	fx_free(fx);
@@ -143,45 +152,29 @@ static void check_answer_past_the_peers_window(bool early)
 static void test_answer_survives_input_sent_before_the_close(void **state)
 {
 	(void)state;
-	check_answer_past_the_peers_window(true);
+	check_answer_survives(true);
 }
 
 static void test_answer_survives_input_sent_after_the_close(void **state)
 {
 	(void)state;
-	check_answer_past_the_peers_window(false);
+	check_answer_survives(false);
 }
 
 static void test_linger_is_bounded(void **state)
 {
 	(void)state;
-	struct fx *fx = setup(0);
-	int c = fx_connect(fx);
-	fx_accept(fx);
-	struct sess *s = answer_and_close_with_input_unread(fx, c);
+	struct fx *fx = setup();
+	struct sess *s;
+	int c = small_window_client(fx, &s);
+	fx_send(fx, c, s, REQ, sizeof(REQ));
+	send_answer(s, SMALL_ANSWER);
+	sess_close(s, SESS_CLOSE_SERVICE);
+	assert_true(loop_run_once(fx->loop) >= 0);
 	fx_at(fx, FX_START_MS + SESS_LINGER_MS - 1);
 	assert_ptr_equal(sess_first(fx->lst), s);
 	fx_at(fx, FX_START_MS + SESS_LINGER_MS);
 	assert_null(sess_first(fx->lst));
-	assert_answer_then_eof(c);
-	close(c);
-	fx_free(fx);
-}
-
-static void test_nothing_unread_closes_at_once(void **state)
-{
-	(void)state;
-	struct fx *fx = setup(0);
-	int c = fx_connect(fx);
-	fx_accept(fx);
-	struct sess *s = fx_sess_of(fx, c);
-	fx_send(fx, c, s, REQ, sizeof(REQ));
-	/* No output and no input at risk: the service closes without an
-	 * answer, and the fd closes in the same iteration. */
-	sess_close(s, SESS_CLOSE_SERVICE);
-	assert_true(loop_run_once(fx->loop) >= 0);
-	assert_null(sess_first(fx->lst));
-	assert_int_equal(fx_peer_state(c), 0);
 	close(c);
 	fx_free(fx);
 }
@@ -189,56 +182,131 @@ static void test_nothing_unread_closes_at_once(void **state)
 static void test_flush_then_linger(void **state)
 {
 	(void)state;
-	struct fx *fx = setup(64u << 20);
+	struct fx *fx = fx_new();
+	struct sess_service svc = fx_service(fx, sess_frame_len16, 512);
+	struct sess_limits lim = { .max_output = 1u << 20 };
+	fx_listen_tcp(fx, &svc, &lim, NULL, false);
+	struct sess *s;
+	int c = small_window_client(fx, &s);
+	fx_send(fx, c, s, REQ, sizeof(REQ));
+	assert_int_equal(send(c, MORE, sizeof(MORE), 0), (ssize_t)sizeof(MORE));
+	/* Far more than the send buffer: the close flushes first. */
+	send_answer(s, BIG_ANSWER);
+	int sfd = sess_fd(s);
+	sess_close(s, SESS_CLOSE_SERVICE);
+	assert_true(loop_run_once(fx->loop) >= 0);
+	assert_int_equal(loop_fake_interest(fx->fake, sfd), LOOP_WRITE);
+	/* The peer reads slowly; once the flush is done the session lingers
+	 * with most of a send buffer still queued for the peer. */
+	size_t got = 0;
+	uint8_t buf[1024];
+	while (loop_fake_interest(fx->fake, sfd) == LOOP_WRITE) {
+		assert_true(got < BIG_ANSWER);
+		ssize_t n = recv(c, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0)
+			got += (size_t)n;
+		assert_int_equal(loop_fake_inject(fx->fake, sfd, LOOP_WRITE), 0);
+		assert_true(loop_run_once(fx->loop) >= 0);
+	}
+	assert_int_equal(loop_fake_interest(fx->fake, sfd), LOOP_READ);
+	assert_ptr_equal(sess_first(fx->lst), s);
+	assert_true(got + SERVER_SNDBUF / 4 < BIG_ANSWER + 2);
+	assert_int_equal(read_to_end(fx, c, sfd, &got), 0);
+	assert_int_equal(got, BIG_ANSWER + 2);
+	assert_int_equal(shutdown(c, SHUT_WR), 0);
+	assert_int_equal(loop_fake_inject(fx->fake, sfd, LOOP_READ), 0);
+	assert_true(loop_run_once(fx->loop) >= 0);
+	assert_null(sess_first(fx->lst));
+	close(c);
+	fx_free(fx);
+}
+
+static void test_nothing_queued_closes_at_once(void **state)
+{
+	(void)state;
+	struct fx *fx = setup();
 	int c = fx_connect(fx);
 	fx_accept(fx);
 	struct sess *s = fx_sess_of(fx, c);
 	fx_send(fx, c, s, REQ, sizeof(REQ));
-	assert_int_equal(send(c, REQ, sizeof(REQ), 0), (ssize_t)sizeof(REQ));
-	size_t big = 8u << 20;
-	uint8_t *blob = calloc(1, big);
-	assert_non_null(blob);
-	assert_int_equal(sess_send(s, blob, big), 0);
+	/* Input unread, but no output at risk: an RST loses nothing, so the
+	 * fd closes in the same iteration. */
+	assert_int_equal(send(c, MORE, sizeof(MORE), 0), (ssize_t)sizeof(MORE));
 	sess_close(s, SESS_CLOSE_SERVICE);
 	assert_true(loop_run_once(fx->loop) >= 0);
-	/* Flushing: the peer reads it all, then gets the FIN. */
-	size_t got = 0;
-	for (unsigned spins = 0;; spins++) {
-		assert_true(spins < 1000000);
-		ssize_t n = recv(c, blob, big, MSG_DONTWAIT);
-		if (n > 0) {
-			got += (size_t)n;
-			continue;
-		}
-		if (n == 0)
-			break;
-		assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-		assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s),
-						  LOOP_WRITE), 0);
-		assert_true(loop_run_once(fx->loop) >= 0);
-	}
-	assert_int_equal(got, big);
-	/* Then it lingers for the unread request, until the peer's EOF. */
-	assert_ptr_equal(sess_first(fx->lst), s);
-	assert_int_equal(loop_fake_interest(fx->fake, sess_fd(s)), LOOP_READ);
-	assert_int_equal(shutdown(c, SHUT_WR), 0);
-	assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s), LOOP_READ), 0);
-	assert_true(loop_run_once(fx->loop) >= 0);
 	assert_null(sess_first(fx->lst));
-	free(blob);
 	close(c);
+	fx_free(fx);
+}
+
+static void test_evicted_sessions_never_linger(void **state)
+{
+	(void)state;
+	/* A slowloris at the cap: each new connection sends one byte of a
+	 * length prefix and evicts the one before.  The evicted close at
+	 * once, so only max_sessions of them hold an fd. */
+	struct fx *fx = fx_new();
+	struct sess_service svc = fx_service(fx, sess_frame_len16, 512);
+	struct sess_limits lim = { .new_connection_ms = 1000, .max_sessions = 1 };
+	fx_listen_tcp(fx, &svc, &lim, NULL, false);
+	int c[8];
+	for (int i = 0; i < 8; i++) {
+		c[i] = fx_connect(fx);
+		fx_accept(fx);
+		struct sess *s = fx_sess_of(fx, c[i]);
+		assert_non_null(s);
+		fx_send(fx, c[i], s, REQ, 1);
+	}
+	unsigned listed = 0;
+	for (struct sess *s = sess_first(fx->lst); s; s = sess_next(s))
+		listed++;
+	assert_int_equal(listed, 1);
+	/* The clients, the listener and its spare, the one session. */
+	assert_int_equal(fx_count_fds(), fx->fds_before + 8 + 2 + 1);
+	for (int i = 0; i < 8; i++)
+		close(c[i]);
+	fx_free(fx);
+}
+
+static void test_lingering_sessions_are_capped(void **state)
+{
+	(void)state;
+	/* Lingering sessions are outside max_sessions, so at most that many
+	 * linger at once: past it a close is immediate. */
+	struct fx *fx = fx_new();
+	struct sess_service svc = fx_service(fx, sess_frame_len16, 512);
+	struct sess_limits lim = { .max_sessions = 1 };
+	fx_listen_tcp(fx, &svc, &lim, NULL, false);
+	struct sess *a, *b;
+	int ca = small_window_client(fx, &a);
+	fx_send(fx, ca, a, REQ, sizeof(REQ));
+	send_answer(a, SMALL_ANSWER);
+	sess_close(a, SESS_CLOSE_SERVICE);
+	assert_true(loop_run_once(fx->loop) >= 0);
+	int cb = small_window_client(fx, &b);
+	fx_send(fx, cb, b, REQ, sizeof(REQ));
+	send_answer(b, SMALL_ANSWER);
+	sess_close(b, SESS_CLOSE_SERVICE);
+	assert_true(loop_run_once(fx->loop) >= 0);
+	assert_ptr_equal(sess_first(fx->lst), a);
+	assert_null(sess_next(a));
+	close(ca);
+	close(cb);
 	fx_free(fx);
 }
 
 static void test_listener_freed_while_lingering(void **state)
 {
 	(void)state;
-	struct fx *fx = setup(0);
-	int c = fx_connect(fx);
-	fx_accept(fx);
-	answer_and_close_with_input_unread(fx, c);
+	struct fx *fx = setup();
+	struct sess *s;
+	int c = small_window_client(fx, &s);
+	fx_send(fx, c, s, REQ, sizeof(REQ));
+	send_answer(s, SMALL_ANSWER);
+	sess_close(s, SESS_CLOSE_SERVICE);
+	assert_true(loop_run_once(fx->loop) >= 0);
+	assert_ptr_equal(sess_first(fx->lst), s);
 	/* fx_free() frees the listener: the lingering fd closes with it. */
-	assert_int_equal(fx->closes, 1);
 	close(c);
 	fx_free(fx);
 }
@@ -246,12 +314,14 @@ static void test_listener_freed_while_lingering(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_unread_input_lingers_until_eof),
+		cmocka_unit_test(test_queued_answer_lingers_until_eof),
 		cmocka_unit_test(test_answer_survives_input_sent_before_the_close),
 		cmocka_unit_test(test_answer_survives_input_sent_after_the_close),
 		cmocka_unit_test(test_linger_is_bounded),
-		cmocka_unit_test(test_nothing_unread_closes_at_once),
 		cmocka_unit_test(test_flush_then_linger),
+		cmocka_unit_test(test_nothing_queued_closes_at_once),
+		cmocka_unit_test(test_evicted_sessions_never_linger),
+		cmocka_unit_test(test_lingering_sessions_are_capped),
 		cmocka_unit_test(test_listener_freed_while_lingering),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
