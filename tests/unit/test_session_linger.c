@@ -22,12 +22,17 @@ static const uint8_t MORE[100] = { 'm' };
 
 static uint8_t answer[BIG_ANSWER + 2];
 
-static struct fx *setup(void)
+static struct fx *setup_with(const struct sess_limits *lim)
 {
 	struct fx *fx = fx_new();
 	struct sess_service svc = fx_service(fx, sess_frame_len16, 512);
-	fx_listen_tcp(fx, &svc, NULL, NULL, false);
+	fx_listen_tcp(fx, &svc, lim, NULL, false);
 	return fx;
+}
+
+static struct fx *setup(void)
+{
+	return setup_with(NULL);
 }
 
 /* A client with a small receive window, connected and accepted; *s is its
@@ -55,6 +60,18 @@ static void send_answer(struct sess *s, size_t n)
 	answer[1] = (uint8_t)n;
 	memset(answer + 2, 'z', n);
 	assert_int_equal(sess_send(s, answer, n + 2), 0);
+}
+
+/* A small-window client whose request gets SMALL_ANSWER, then the
+ * service closes: the session lingers.  Returns the client; *s its session. */
+static int answered_and_closed(struct fx *fx, struct sess **s)
+{
+	int c = small_window_client(fx, s);
+	fx_send(fx, c, *s, REQ, sizeof(REQ));
+	send_answer(*s, SMALL_ANSWER);
+	sess_close(*s, SESS_CLOSE_SERVICE);
+	assert_true(loop_run_once(fx->loop) >= 0);
+	return c;
 }
 
 /*
@@ -166,11 +183,7 @@ static void test_linger_is_bounded(void **state)
 	(void)state;
 	struct fx *fx = setup();
 	struct sess *s;
-	int c = small_window_client(fx, &s);
-	fx_send(fx, c, s, REQ, sizeof(REQ));
-	send_answer(s, SMALL_ANSWER);
-	sess_close(s, SESS_CLOSE_SERVICE);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	int c = answered_and_closed(fx, &s);
 	fx_at(fx, FX_START_MS + SESS_LINGER_MS - 1);
 	assert_ptr_equal(sess_first(fx->lst), s);
 	fx_at(fx, FX_START_MS + SESS_LINGER_MS);
@@ -182,10 +195,7 @@ static void test_linger_is_bounded(void **state)
 static void test_flush_then_linger(void **state)
 {
 	(void)state;
-	struct fx *fx = fx_new();
-	struct sess_service svc = fx_service(fx, sess_frame_len16, 512);
-	struct sess_limits lim = { .max_output = 1u << 20 };
-	fx_listen_tcp(fx, &svc, &lim, NULL, false);
+	struct fx *fx = setup_with(&(struct sess_limits){ .max_output = 1u << 20 });
 	struct sess *s;
 	int c = small_window_client(fx, &s);
 	fx_send(fx, c, s, REQ, sizeof(REQ));
@@ -245,10 +255,10 @@ static void test_evicted_sessions_never_linger(void **state)
 	/* A slowloris at the cap: each new connection sends one byte of a
 	 * length prefix and evicts the one before.  The evicted close at
 	 * once, so only max_sessions of them hold an fd. */
-	struct fx *fx = fx_new();
-	struct sess_service svc = fx_service(fx, sess_frame_len16, 512);
-	struct sess_limits lim = { .new_connection_ms = 1000, .max_sessions = 1 };
-	fx_listen_tcp(fx, &svc, &lim, NULL, false);
+	struct fx *fx = setup_with(&(struct sess_limits){
+		.new_connection_ms = 1000,
+		.max_sessions = 1,
+	});
 	int c[8];
 	for (int i = 0; i < 8; i++) {
 		c[i] = fx_connect(fx);
@@ -273,21 +283,10 @@ static void test_lingering_sessions_are_capped(void **state)
 	(void)state;
 	/* Lingering sessions are outside max_sessions, so at most that many
 	 * linger at once: past it a close is immediate. */
-	struct fx *fx = fx_new();
-	struct sess_service svc = fx_service(fx, sess_frame_len16, 512);
-	struct sess_limits lim = { .max_sessions = 1 };
-	fx_listen_tcp(fx, &svc, &lim, NULL, false);
+	struct fx *fx = setup_with(&(struct sess_limits){ .max_sessions = 1 });
 	struct sess *a, *b;
-	int ca = small_window_client(fx, &a);
-	fx_send(fx, ca, a, REQ, sizeof(REQ));
-	send_answer(a, SMALL_ANSWER);
-	sess_close(a, SESS_CLOSE_SERVICE);
-	assert_true(loop_run_once(fx->loop) >= 0);
-	int cb = small_window_client(fx, &b);
-	fx_send(fx, cb, b, REQ, sizeof(REQ));
-	send_answer(b, SMALL_ANSWER);
-	sess_close(b, SESS_CLOSE_SERVICE);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	int ca = answered_and_closed(fx, &a);
+	int cb = answered_and_closed(fx, &b);
 	assert_ptr_equal(sess_first(fx->lst), a);
 	assert_null(sess_next(a));
 	close(ca);
@@ -300,11 +299,7 @@ static void test_listener_freed_while_lingering(void **state)
 	(void)state;
 	struct fx *fx = setup();
 	struct sess *s;
-	int c = small_window_client(fx, &s);
-	fx_send(fx, c, s, REQ, sizeof(REQ));
-	send_answer(s, SMALL_ANSWER);
-	sess_close(s, SESS_CLOSE_SERVICE);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	int c = answered_and_closed(fx, &s);
 	assert_ptr_equal(sess_first(fx->lst), s);
 	/* fx_free() frees the listener: the lingering fd closes with it. */
 	close(c);
