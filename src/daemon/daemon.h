@@ -141,8 +141,8 @@ void daemon_print_sessions(struct sess_listener *l, const char *service,
  * listener l's counters (borrowed; NULL adds nothing) into *sum, and
  * daemon_print_sess_stats prints a sum as `berthctl status` lines:
  * sessions_accepted, sessions_active, evictions, refusals, emfile_pauses,
- * nomem_pauses, read_pauses and closes_REASON.  guard_drops and the datagram counts are
- * the services' to print.
+ * nomem_pauses, read_pauses and closes_REASON.  guard_drops and the
+ * datagram counts are the services' to print.
  */
 struct sess_stats;
 void daemon_sum_sess_stats(struct sess_stats *sum,
