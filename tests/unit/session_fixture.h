@@ -226,13 +226,39 @@ static inline struct sess *fx_sess_of(struct fx *fx, int client)
 	return NULL;
 }
 
+/* Tell the loop fd (which it must be watching) has events, and run one
+ * iteration. */
+static inline void fx_wake(struct fx *fx, int fd, unsigned events)
+{
+	assert_int_equal(loop_fake_inject(fx->fake, fd, events), 0);
+	assert_true(loop_run_once(fx->loop) >= 0);
+}
+
 /* Send bytes from the client and let the session read them. */
 static inline void fx_send(struct fx *fx, int client, struct sess *s,
 			   const void *buf, size_t len)
 {
 	assert_int_equal(send(client, buf, len, MSG_NOSIGNAL), (ssize_t)len);
-	assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s), LOOP_READ), 0);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	fx_wake(fx, sess_fd(s), LOOP_READ);
+}
+
+/* The client reads want bytes into buf (want long), telling the loop each
+ * time it finds nothing that session s is writable, so s flushes its queued
+ * output. */
+static inline void fx_read_flushed(struct fx *fx, int client, struct sess *s,
+				   uint8_t *buf, size_t want)
+{
+	size_t got = 0;
+	for (unsigned spins = 0; got < want; spins++) {
+		assert_true(spins < 1000000);
+		ssize_t n = recv(client, buf, want - got, MSG_DONTWAIT);
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		fx_wake(fx, sess_fd(s), LOOP_WRITE);
+	}
+	assert_int_equal(got, want);
 }
 
 /* Move the fake clock to t and run one iteration (timers due fire). */

@@ -108,8 +108,7 @@ static void test_requests_past_the_cap_wait_in_the_kernel(void **state)
 	assert_int_equal(fx->requests, 1);
 	assert_int_equal(sess_send(s, ANSWER, sizeof(ANSWER)), 0);
 	assert_int_equal(loop_fake_interest(fx->fake, sess_fd(s)), LOOP_READ);
-	assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s), LOOP_READ), 0);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	fx_wake(fx, sess_fd(s), LOOP_READ);
 	assert_int_equal(fx->requests, 2);
 	close(c);
 	fx_free(fx);
@@ -128,8 +127,7 @@ static void test_eof_waits_for_held_requests(void **state)
 		len += frame(burst + len, n);
 	assert_int_equal(send(c, burst, len, 0), (ssize_t)len);
 	assert_int_equal(shutdown(c, SHUT_WR), 0);
-	assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s), LOOP_READ), 0);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	fx_wake(fx, sess_fd(s), LOOP_READ);
 	for (unsigned i = 1; i <= 3; i++) {
 		assert_int_equal(fx->requests, i);
 		assert_int_equal(fx->closes, 0);
@@ -138,8 +136,7 @@ static void test_eof_waits_for_held_requests(void **state)
 	}
 	/* Everything delivered and answered: now the EOF is read. */
 	assert_int_equal(fx->closes, 0);
-	assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s), LOOP_READ), 0);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	fx_wake(fx, sess_fd(s), LOOP_READ);
 	assert_int_equal(fx->closes, 1);
 	assert_int_equal(fx->close_why[0], SESS_CLOSE_PEER_CLOSED);
 	uint8_t got[3 * sizeof(ANSWER) + 1];
@@ -170,21 +167,9 @@ static void test_unread_output_pauses_reading(void **state)
 	fx_send(fx, c, s, f1, n1);
 	assert_int_equal(fx->requests, 1);
 	/* The peer reads: below the bound the session reads again. */
-	size_t got = 0;
-	for (unsigned spins = 0; got < big; spins++) {
-		assert_true(spins < 1000000);
-		ssize_t n = recv(c, blob, big, MSG_DONTWAIT);
-		if (n > 0) {
-			got += (size_t)n;
-			continue;
-		}
-		assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s),
-						  LOOP_WRITE), 0);
-		assert_true(loop_run_once(fx->loop) >= 0);
-	}
+	fx_read_flushed(fx, c, s, blob, big);
 	assert_int_equal(loop_fake_interest(fx->fake, sess_fd(s)), LOOP_READ);
-	assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s), LOOP_READ), 0);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	fx_wake(fx, sess_fd(s), LOOP_READ);
 	assert_int_equal(fx->requests, 2);
 	free(blob);
 	close(c);

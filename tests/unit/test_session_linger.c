@@ -116,8 +116,7 @@ static void test_queued_answer_lingers_until_eof(void **state)
 	assert_int_equal(loop_fake_interest(fx->fake, sess_fd(s)), LOOP_READ);
 	/* More input is discarded, and the session stays. */
 	assert_int_equal(send(c, REQ, sizeof(REQ), 0), (ssize_t)sizeof(REQ));
-	assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s), LOOP_READ), 0);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	fx_wake(fx, sess_fd(s), LOOP_READ);
 	assert_int_equal(fx->requests, 1);
 	assert_ptr_equal(sess_first(fx->lst), s);
 	/* The whole answer, then the FIN. */
@@ -126,8 +125,7 @@ static void test_queued_answer_lingers_until_eof(void **state)
 	assert_int_equal(got, SMALL_ANSWER + 2);
 	/* The peer's EOF ends it. */
 	assert_int_equal(shutdown(c, SHUT_WR), 0);
-	assert_int_equal(loop_fake_inject(fx->fake, sess_fd(s), LOOP_READ), 0);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	fx_wake(fx, sess_fd(s), LOOP_READ);
 	assert_null(sess_first(fx->lst));
 	close(c);
 	fx_free(fx);
@@ -224,8 +222,7 @@ static void test_flush_then_linger(void **state)
 	assert_int_equal(read_to_end(fx, c, sfd, &got), 0);
 	assert_int_equal(got, BIG_ANSWER + 2);
 	assert_int_equal(shutdown(c, SHUT_WR), 0);
-	assert_int_equal(loop_fake_inject(fx->fake, sfd, LOOP_READ), 0);
-	assert_true(loop_run_once(fx->loop) >= 0);
+	fx_wake(fx, sfd, LOOP_READ);
 	assert_null(sess_first(fx->lst));
 	close(c);
 	fx_free(fx);
