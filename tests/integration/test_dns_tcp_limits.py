@@ -9,9 +9,9 @@ The upstream here is a tar pit: a TCP socket that listens and never
 accepts, so the kernel completes berthd's connections and buffers its
 queries, and nothing ever answers.
 
-A session closed with input it did not read lingers instead of closing at
-once, so the answers queued before the close still reach a client whose
-receive window is small.
+A session that closes while its answers are still queued for the client
+lingers instead of closing at once, so those answers still reach a client
+whose receive window is small, even one that sends on after the close.
 """
 import socket
 import time
@@ -99,12 +99,9 @@ def test_answers_before_a_bad_frame_survive_a_small_window(berthd, berthctl,
         c.sendall(b"\x00\x20" + b"x" * 32)  # the client is still sending
         time.sleep(0.2)
         c.settimeout(5)
-        answered = 0
         for _ in queries:
             reply, _ = dns.query.receive_tcp(c, expiration=time.time() + 5)
             assert reply.answer[0][0].to_text() == "192.0.2.77"
-            answered += 1
-        assert answered == len(queries)
         assert c.recv(1) == b""  # EOF, not ECONNRESET
     counters = status(berthctl, daemon)
     assert counters["local_answers"] == len(queries)
