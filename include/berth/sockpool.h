@@ -3,10 +3,18 @@
  *
  * Every port comes from the plan's allowed set (dynamic range minus reserved
  * ports) minus an excluded set (ports local sockets held when the pool was
- * built, ports that failed to bind, ports released by the operator).  A draw
- * is k = random_uniform(count); port = portset_nth(available, k), so every
+ * built, ports released by the operator, and for POOL_REFUSED_HOLD_MS each
+ * port whose bind another socket refused).  A draw is k =
+ * random_uniform(count); port = portset_nth(available, k), so every
  * available port is equally likely and a reserved or in-use port is never
  * even tried.
+ *
+ * A refused port is held out for a while, not for good: most ports another
+ * program holds are its clients' ephemeral sockets, gone a moment later.
+ * Were each refusal for good, the allowed set would shrink with every
+ * collision over the pool's life (in per-query mode, by thousands of ports
+ * an hour on a busy host), and with it the entropy of every query.  A port
+ * a service keeps costs one refused bind per hold, no more.
  *
  * Two modes:
  *  - POOL_MODE_POOL pre-binds `size` sockets on distinct ports.  A query
@@ -50,6 +58,7 @@
 #define POOL_DEFAULT_BIND_ATTEMPTS 16u   /* ports tried per socket */
 #define POOL_DEFAULT_DRAIN_MS 5000u      /* longest a draining socket lives */
 #define POOL_REFILL_RETRY_MS 1000u       /* retry pace for slots left empty */
+#define POOL_REFUSED_HOLD_MS 10000u     /* a refused port sits out this long */
 
 enum pool_mode {
 	POOL_MODE_POOL = 0,      /* pre-bound sockets */
@@ -202,8 +211,13 @@ int pool_done(struct pool *pool, const struct pool_handle *h);
 /*
  * Do what time asks, with now_ms from the caller's clock: rotate each slot
  * whose deadline has passed (at most once per slot per call), close draining
- * sockets past drain_timeout_ms, and retry empty slots every
- * POOL_REFILL_RETRY_MS.  Cheap when nothing is due.
+ * sockets past drain_timeout_ms, retry empty slots every
+ * POOL_REFILL_RETRY_MS, and make refused ports drawable again once their
+ * hold is over.  The hold is counted from the pool's latest time (the last
+ * pool_tick, pool_release_port or pool_create) when the bind was refused,
+ * so a caller that ticks every T ms holds a port between
+ * POOL_REFUSED_HOLD_MS - T and POOL_REFUSED_HOLD_MS.  Cheap when nothing is
+ * due.
  */
 void pool_tick(struct pool *pool, uint64_t now_ms);
 
@@ -215,7 +229,7 @@ uint64_t pool_next_due(const struct pool *pool);
 
 /*
  * Give a port back while running: the port joins the excluded set for the
- * pool's lifetime, and a slot holding it is re-bound to a fresh port at once
+ * pool's lifetime (a refused port's hold becomes for good), and a slot holding it is re-bound to a fresh port at once
  * (the slot stays empty, retried by pool_tick, if no port can be bound).
  * The old socket closes now when no query is in flight on it, else it drains.
  *
@@ -233,8 +247,10 @@ struct pool_stats {
 	uint32_t size;            /* configured sockets (per-query: cap) */
 	uint32_t rotate_ms;
 	uint32_t allowed;         /* ports in the plan's allowed set */
-	uint32_t excluded;        /* allowed ports never drawn: in use at start,
-				     failed binds, released */
+	uint32_t excluded;        /* allowed ports not drawn now: in use at
+				     start, released, refused (held out) */
+	uint32_t refused;         /* of those, refused binds held out for
+				     POOL_REFUSED_HOLD_MS, drawn again after */
 	uint32_t available;       /* allowed ports free to draw now */
 	uint32_t bound;           /* slots holding a socket now */
 	uint32_t outstanding;     /* queries in flight, live and draining */
@@ -244,6 +260,7 @@ struct pool_stats {
 	uint64_t rotations;       /* slots moved to a fresh port by rotation */
 	uint64_t releases;        /* pool_release_port calls */
 	uint64_t bind_failures;   /* binds refused with EADDRINUSE/EACCES */
+	uint64_t readmitted;      /* refused ports drawn again after the hold */
 	uint64_t drain_timeouts;  /* draining sockets closed by the timeout */
 	uint64_t tcp_connects;    /* TCP connections pool_connect_tcp started */
 	uint64_t tcp_refusals;    /* ports it drew and had to skip */

@@ -73,8 +73,10 @@ static int cmd_pool(struct daemon *d, FILE *out, char *err, size_t errlen)
 		fputs("rotate:        never\n", out);
 	fprintf(out, "range:         %u-%u\n", plan->dynamic_lo, plan->dynamic_hi);
 	fprintf(out, "allowed ports: %u\n", st.allowed);
-	fprintf(out, "excluded:      %u (in use at start, listen ports, failed binds, released)\n",
-		st.excluded);
+	fprintf(out, "excluded:      %u (in use at start, listen ports, released; refused binds for %u s)\n",
+		st.excluded, POOL_REFUSED_HOLD_MS / 1000u);
+	fprintf(out, "refused now:   %u (of those: binds another socket refused, drawn again after the hold)\n",
+		st.refused);
 	fprintf(out, "ports held:    %u\n", st.bound);
 	fprintf(out, "outstanding:   %u\n", st.outstanding);
 	fprintf(out, "draining:      %u\n", st.draining);
@@ -83,6 +85,8 @@ static int cmd_pool(struct daemon *d, FILE *out, char *err, size_t errlen)
 	fprintf(out, "rotations:     %llu\n", (unsigned long long)st.rotations);
 	fprintf(out, "releases:      %llu\n", (unsigned long long)st.releases);
 	fprintf(out, "bind failures: %llu\n", (unsigned long long)st.bind_failures);
+	fprintf(out, "readmitted:    %llu (refused ports drawn again)\n",
+		(unsigned long long)st.readmitted);
 	fprintf(out, "tcp connects:  %llu (upstream connections from the plan's ports)\n",
 		(unsigned long long)st.tcp_connects);
 	fprintf(out, "tcp refusals:  %llu (ports drawn for them and skipped)\n",

@@ -2,10 +2,10 @@
  * sockpool: random-port UDP socket pool; see include/berth/sockpool.h.
  *
  * Three port sets drive every draw: `allowed` (the plan's, as given),
- * `excluded` (never drawn again: in use at start, refused binds, released)
- * and `avail` = allowed - excluded - ports our own sockets hold.  A draw is a
- * uniform index into avail, so uniformity needs no rejection loop and an
- * excluded port is never tried.  TCP connections (pool_connect_tcp) draw the
+ * `excluded` (not drawn: in use at start and released, for good; refused
+ * binds, for POOL_REFUSED_HOLD_MS) and `avail` = allowed - excluded - ports
+ * our own sockets hold.  A draw is a uniform index into avail, so uniformity
+ * needs no rejection loop and an excluded port is never tried.  TCP connections (pool_connect_tcp) draw the
  * same way from `tcp_ok` = allowed - excluded: TCP ports are apart from the
  * UDP ports our sockets hold.
  */
@@ -53,13 +53,24 @@ static void give_back(struct pool *pool, uint16_t port)
 	}
 }
 
-static void exclude(struct pool *pool, uint16_t port)
+void pool__exclude(struct pool *pool, uint16_t port)
 {
 	portset_add(&pool->excluded, port);
 	take_port(pool, port);
 	if (portset_has(&pool->tcp_ok, port)) {
 		portset_del(&pool->tcp_ok, port);
 		pool->ntcp_ok--;
+	}
+}
+
+void pool__readmit(struct pool *pool, uint16_t port)
+{
+	portset_del(&pool->excluded, port);
+	give_back(pool, port);
+	if (portset_has(&pool->allowed, port) &&
+	    !portset_has(&pool->tcp_ok, port)) {
+		portset_add(&pool->tcp_ok, port);
+		pool->ntcp_ok++;
 	}
 }
 
@@ -117,7 +128,8 @@ fail:
 /*
  * Draw ports uniformly from avail until one binds in every family of fams,
  * at most max_bind_attempts times.  A port refused with EADDRINUSE or EACCES
- * belongs to someone else: it is excluded for good and another is drawn.
+ * belongs to someone else for now: it is held out (pool__refuse) and another
+ * is drawn.
  * Returns 0 with *s bound (gen and outstanding left to the caller),
  * -EADDRNOTAVAIL when no port is left, -EADDRINUSE when the attempts ran
  * out, or another bind error as is.
@@ -141,7 +153,7 @@ static int draw_bind(struct pool *pool, unsigned fams, struct psock *s)
 		if (rc != -EADDRINUSE && rc != -EACCES)
 			return rc;
 		pool->bind_failures++;
-		exclude(pool, (uint16_t)port);
+		pool__refuse(pool, (uint16_t)port);
 	}
 	return -EADDRINUSE;
 }
@@ -301,6 +313,7 @@ struct pool *pool_create(const struct pool_config *cfg,
 		goto fail;
 	pool->ops = ops ? *ops : pool_sys_ops;
 	pool->ctx = ctx;
+	pool->now_ms = now_ms;
 	if (!pool->ops.random_uniform || !pool->ops.bind_udp ||
 	    !pool->ops.close_fd) {
 		set_err(err, errlen, "pool: incomplete backend (pool_ops)");
@@ -309,6 +322,7 @@ struct pool *pool_create(const struct pool_config *cfg,
 
 	pool->allowed = *allowed;
 	portset_clear(&pool->excluded);
+	portset_clear(&pool->refused);
 	if (excluded_in_use)
 		pool->excluded = *excluded_in_use;
 	pool->avail = pool->allowed;
@@ -371,6 +385,7 @@ void pool_free(struct pool *pool)
 	while (pool->ndrain > 0)
 		drain_close(pool, pool->ndrain - 1);
 	free(pool->drain);
+	free(pool->refq);
 	free(pool->vacant);
 	free(pool->slot);
 	free(pool);
@@ -509,6 +524,9 @@ static int slot_rotate(struct pool *pool, uint32_t idx, uint64_t now_ms)
 
 void pool_tick(struct pool *pool, uint64_t now_ms)
 {
+	if (now_ms > pool->now_ms)
+		pool->now_ms = now_ms;
+	pool__refused_expire(pool, now_ms);
 	/*
 	 * The drain list holds only sockets that left a slot with queries in
 	 * flight, so it stays a handful long and a scan is the cheap choice.
@@ -549,8 +567,15 @@ void pool_tick(struct pool *pool, uint64_t now_ms)
 
 int pool_release_port(struct pool *pool, uint16_t port, uint64_t now_ms)
 {
+	if (now_ms > pool->now_ms)
+		pool->now_ms = now_ms;
 	pool->releases++;
-	exclude(pool, port);
+	pool__exclude(pool, port);
+	/* Released is for good, even for a port only held out until now. */
+	if (portset_has(&pool->refused, port)) {
+		portset_del(&pool->refused, port);
+		pool->nrefused--;
+	}
 	int result = -ENOENT;
 	/* An operator action, not the hot path: a scan is fine. */
 	for (uint32_t i = 0; i < pool->nslots; i++) {

@@ -11,6 +11,9 @@ uint64_t pool_next_due(const struct pool *pool)
 	for (uint32_t i = 0; i < pool->ndrain; i++)
 		if (pool->drain[i].deadline_ms < due)
 			due = pool->drain[i].deadline_ms;
+	uint64_t readmit = pool__refused_next_due(pool);
+	if (readmit < due)
+		due = readmit;
 	if (pool->cfg.mode != POOL_MODE_POOL)
 		return due;
 	if (pool->cfg.rotate_ms > 0 && pool->slot[pool->head].due_ms < due)
@@ -37,6 +40,7 @@ void pool_stats(const struct pool *pool, struct pool_stats *out)
 		.rotate_ms = pool->cfg.rotate_ms,
 		.allowed = pool->nallowed,
 		.excluded = portset_count(&ex),
+		.refused = pool->nrefused,
 		.available = pool->navail,
 		.bound = pool->nbound,
 		.outstanding = outstanding,
@@ -46,6 +50,7 @@ void pool_stats(const struct pool *pool, struct pool_stats *out)
 		.rotations = pool->rotations,
 		.releases = pool->releases,
 		.bind_failures = pool->bind_failures,
+		.readmitted = pool->readmitted,
 		.drain_timeouts = pool->drain_timeouts,
 		.tcp_connects = pool->tcp_connects,
 		.tcp_refusals = pool->tcp_refusals,

@@ -24,6 +24,12 @@ struct pslot {
 	uint64_t due_ms;      /* next rotation */
 };
 
+/* A port held out after a refused bind, and when it may be drawn again. */
+struct prefused {
+	uint16_t port;
+	uint64_t due_ms;
+};
+
 /* A socket that left its slot but still has queries in flight. */
 struct pdrain {
 	struct psock sock;
@@ -36,7 +42,19 @@ struct pool {
 	struct pool_ops ops;
 	void *ctx;
 	struct portset allowed;       /* the plan's ports, as given */
-	struct portset excluded;      /* never drawn again */
+	struct portset excluded;      /* not drawn: for good, or refused */
+	struct portset refused;       /* excluded only until a hold is over */
+	uint32_t nrefused;
+	/*
+	 * The holds in the order they began, as a ring.  Every hold is equally
+	 * long, so that is also the order they end in: the next port due is
+	 * always at refq_head.  A port is in the ring at most once while it is
+	 * refused; one released meanwhile keeps its entry, which then does
+	 * nothing.
+	 */
+	struct prefused *refq;
+	uint32_t refq_head, refq_len, refq_cap;
+	uint64_t now_ms;              /* the latest time the caller gave */
 	struct portset avail;         /* allowed - excluded - ports we hold */
 	uint32_t navail;              /* portset_count(&avail), kept current */
 	uint32_t nallowed;
@@ -58,6 +76,7 @@ struct pool {
 	uint16_t fail_port;
 	int fail_family;
 	uint64_t acquires, rotations, releases, bind_failures, drain_timeouts;
+	uint64_t readmitted;
 	/* pool_connect_tcp draws from tcp_ok = allowed - excluded. */
 	struct portset tcp_ok;
 	uint32_t ntcp_ok;
@@ -65,6 +84,23 @@ struct pool {
 	pool_watch_fn *watch;
 	void *watch_arg;
 };
+
+/* Keep port out of the draws (UDP and TCP) for the pool's life. */
+void pool__exclude(struct pool *pool, uint16_t port);
+
+/* Make an excluded port drawable again (UDP unless our socket holds it, and
+ * TCP), when it is allowed. */
+void pool__readmit(struct pool *pool, uint16_t port);
+
+/* A bind on port was refused: hold it out for POOL_REFUSED_HOLD_MS (for good
+ * when there is no memory to remember the hold). */
+void pool__refuse(struct pool *pool, uint16_t port);
+
+/* Readmit every refused port whose hold is over at now_ms. */
+void pool__refused_expire(struct pool *pool, uint64_t now_ms);
+
+/* When the next hold ends, or UINT64_MAX when no port is held out. */
+uint64_t pool__refused_next_due(const struct pool *pool);
 
 /* Report every fd of s to the watch, if one is set, as opened or closing. */
 void pool__announce(struct pool *pool, const struct psock *s, bool open);

@@ -216,6 +216,69 @@ def free_block(size, start=20000, stop=30000):
     pytest.fail(f"no free block of {size} ports in {start}-{stop}")
 
 
+def test_refused_port_is_held_out_then_drawn_again(berthd, berthctl,
+                                                   tmp_path):
+    """A program binds a port of the range after start-up (as a client's
+    ephemeral socket does): a rotation that draws it is refused, and the
+    port sits out 10 s (`refused now`), then comes back (`readmitted`) and
+    the pool holds it again; it is not lost until reload."""
+    import time
+    lo = free_block(8)
+    sock = str(tmp_path / "berth.sock")
+    berthd(f"""
+[ports]
+dynamic_range = {lo}-{lo + 7}
+
+[pool]
+size = 4
+rotate = 100ms
+
+[control]
+socket = {sock}
+""", ready=lambda d: berthctl("-s", sock, "status").returncode == 0)
+    bystander, port = None, None
+    for _ in range(50):
+        _, sockets = pool_listing(berthctl, sock)
+        for p in set(range(lo, lo + 8)) - {q for q, _ in sockets}:
+            try:
+                bystander, port = bind_udp(p), p
+                break
+            except OSError:
+                continue
+        if bystander:
+            break
+        time.sleep(0.05)
+    assert bystander, "every port stayed held by the pool"
+    deadline = time.monotonic() + 5
+    while True:
+        summary, _ = pool_listing(berthctl, sock)
+        if summary["refused now"].split()[0] == "1" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert summary["refused now"].split()[0] == "1", summary
+    refused_at = time.monotonic()
+    assert int(summary["bind failures"]) >= 1
+    assert summary["excluded"].split()[0] == "1"
+    bystander.close()
+
+    # Still held out well inside the 10 s, though the port is free now.
+    time.sleep(5)
+    summary, sockets = pool_listing(berthctl, sock)
+    assert summary["refused now"].split()[0] == "1", summary
+    assert port not in {p for p, _ in sockets}
+
+    deadline = refused_at + 20
+    seen = False
+    while time.monotonic() < deadline and not seen:
+        summary, sockets = pool_listing(berthctl, sock)
+        seen = port in {p for p, state in sockets if state == "live"}
+        time.sleep(0.05)
+    assert seen, f"port {port} never drawn again: {summary}"
+    assert time.monotonic() - refused_at >= 9
+    assert summary["refused now"].split()[0] == "0", summary
+    assert int(summary["readmitted"].split()[0]) >= 1, summary
+
+
 def test_pool_leaves_the_services_listen_port(berthd, berthctl, tmp_path):
     """A pool of 99 in a range of 100 that holds a DNS service's own listen
     port: berthd builds the pool first, so without care it would take that

@@ -619,6 +619,141 @@ static void test_per_query_mode(void **state)
 	finish(pool, f);
 }
 
+/*
+ * Per-query acquires at time now until every port of want has been drawn
+ * (each acquire given back at once); fails after 20,000 acquires.  Returns
+ * how many acquires that took.
+ */
+static uint32_t acquire_until_drawn(struct pool *pool, struct portset want)
+{
+	uint32_t n = 0;
+	while (portset_count(&want) > 0) {
+		if (n++ == 20000)
+			fail_msg("%u ports never drawn", portset_count(&want));
+		struct pool_handle h;
+		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+		portset_del(&want, h.port);
+		assert_int_equal(pool_done(pool, &h), 0);
+	}
+	return n;
+}
+
+/*
+ * A port another socket refuses is held out of UDP and TCP draws for
+ * POOL_REFUSED_HOLD_MS, then drawn again like any other: refusals must not
+ * shrink the allowed set for the pool's life.
+ */
+static void test_refused_port_held_then_drawn_again(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(4242);
+	struct portset allowed = range(34000, 34099);
+	const uint64_t t0 = 5000;
+	struct pool *pool = make(f, &(struct pool_config){ .size = 4,
+				 .mode = POOL_MODE_PER_QUERY }, &allowed, NULL,
+				 t0);
+	/* A bystander holds ten ports; draws run into every one of them. */
+	struct portset taken = range(34010, 34019);
+	f->inuse = taken;
+	struct portset rest = allowed;
+	portset_diff(&rest, &taken);
+	acquire_until_drawn(pool, rest);
+	while (f->refusals < 10) {
+		struct pool_handle h;
+		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+		assert_int_equal(pool_done(pool, &h), 0);
+	}
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(f->refusals, 10); /* each tried once, then held out */
+	assert_int_equal(st.refused, 10);
+	assert_int_equal(st.excluded, 10);
+	assert_int_equal(st.available, 90);
+	assert_int_equal(pool_next_due(pool), t0 + POOL_REFUSED_HOLD_MS);
+
+	/* The bystander leaves; until the hold is over no draw, UDP or TCP,
+	 * tries those ports (the fake flags a bind outside legal). */
+	portset_clear(&f->inuse);
+	f->legal = rest;
+	pool_tick(pool, t0 + POOL_REFUSED_HOLD_MS - 1);
+	for (int i = 0; i < 2000; i++) {
+		struct pool_handle h;
+		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+		assert_int_equal(pool_done(pool, &h), 0);
+	}
+	struct sockaddr_in to = { .sin_family = AF_INET,
+				  .sin_port = htons(53),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	for (int i = 0; i < 500; i++) {
+		int fd = pool_connect_tcp(pool, (struct sockaddr *)&to,
+					  sizeof(to), NULL);
+		assert_true(fd >= 0);
+		fake_close(f, fd);
+	}
+	assert_false(f->illegal_bind);
+	pool_stats(pool, &st);
+	assert_int_equal(st.refused, 10);
+	assert_int_equal(st.readmitted, 0);
+
+	/* Hold over: all ten are back, in both kinds of draw. */
+	f->legal = allowed;
+	pool_tick(pool, t0 + POOL_REFUSED_HOLD_MS);
+	pool_stats(pool, &st);
+	assert_int_equal(st.refused, 0);
+	assert_int_equal(st.readmitted, 10);
+	assert_int_equal(st.excluded, 0);
+	assert_int_equal(st.available, 100);
+	assert_int_equal(pool_next_due(pool), UINT64_MAX);
+	acquire_until_drawn(pool, taken);
+	struct portset tcp_want = taken;
+	for (int i = 0; i < 20000 && portset_count(&tcp_want) > 0; i++) {
+		uint16_t port = 0;
+		int fd = pool_connect_tcp(pool, (struct sockaddr *)&to,
+					  sizeof(to), &port);
+		assert_true(fd >= 0);
+		portset_del(&tcp_want, port);
+		fake_close(f, fd);
+	}
+	assert_int_equal(portset_count(&tcp_want), 0);
+	finish(pool, f);
+}
+
+/* Releasing a port during its hold makes the hold for good. */
+static void test_release_during_hold_is_for_good(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(515);
+	struct portset allowed = range(35000, 35019);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 2,
+				 .mode = POOL_MODE_PER_QUERY }, &allowed, NULL,
+				 0);
+	portset_add(&f->inuse, 35007);
+	while (f->refusals == 0) {
+		struct pool_handle h;
+		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+		assert_int_equal(pool_done(pool, &h), 0);
+	}
+	portset_clear(&f->inuse);
+	assert_int_equal(pool_release_port(pool, 35007, 100), -ENOENT);
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(st.refused, 0);
+	assert_int_equal(st.excluded, 1);
+	/* Long after the hold would have ended: still never tried. */
+	portset_del(&f->legal, 35007);
+	pool_tick(pool, POOL_REFUSED_HOLD_MS * 3);
+	for (int i = 0; i < 2000; i++) {
+		struct pool_handle h;
+		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+		assert_int_equal(pool_done(pool, &h), 0);
+	}
+	pool_stats(pool, &st);
+	assert_int_equal(st.readmitted, 0);
+	assert_int_equal(st.excluded, 1);
+	assert_int_equal(st.available, 19);
+	finish(pool, f);
+}
+
 static void test_acquire_uniform_over_slots(void **state)
 {
 	(void)state;
@@ -1041,6 +1176,8 @@ int main(void)
 		cmocka_unit_test(test_release_without_spare_port),
 		cmocka_unit_test(test_rotation),
 		cmocka_unit_test(test_per_query_mode),
+		cmocka_unit_test(test_refused_port_held_then_drawn_again),
+		cmocka_unit_test(test_release_during_hold_is_for_good),
 		cmocka_unit_test(test_acquire_uniform_over_slots),
 		cmocka_unit_test(test_dual_family_slot),
 		cmocka_unit_test(test_watch),
