@@ -3,8 +3,9 @@
  *
  * Every port comes from the plan's allowed set (dynamic range minus reserved
  * ports) minus an excluded set (ports local sockets held when the pool was
- * built, ports released by the operator, and for POOL_REFUSED_HOLD_MS each
- * port whose bind another socket refused).  A draw is k =
+ * built, ports released by the operator, ports whose bind failed with
+ * EACCES, and for POOL_REFUSED_HOLD_MS each port another socket held when
+ * the pool tried to bind it: EADDRINUSE).  A draw is k =
  * random_uniform(count); port = portset_nth(available, k), so every
  * available port is equally likely and a reserved or in-use port is never
  * even tried.
@@ -80,10 +81,11 @@ struct pool_ops {
 	/*
 	 * Open a UDP socket of family (AF_INET or AF_INET6) bound to port on
 	 * local_addr, which points at a struct in_addr or struct in6_addr
-	 * (all zero: the wildcard).  Returns the fd, or -errno: -EADDRINUSE and
-	 * -EACCES mean "this port is not ours to take" and make the pool
-	 * exclude the port and draw another; any other error is fatal to the
-	 * draw.
+	 * (all zero: the wildcard).  Returns the fd, or -errno: -EADDRINUSE
+	 * ("another socket holds it now") makes the pool hold the port out
+	 * for POOL_REFUSED_HOLD_MS and draw another, -EACCES ("never ours to
+	 * take") exclude it for good and draw another; any other error is
+	 * fatal to the draw.
 	 */
 	int (*bind_udp)(void *ctx, int family, const void *local_addr,
 			uint16_t port);
@@ -213,11 +215,12 @@ int pool_done(struct pool *pool, const struct pool_handle *h);
  * whose deadline has passed (at most once per slot per call), close draining
  * sockets past drain_timeout_ms, retry empty slots every
  * POOL_REFILL_RETRY_MS, and make refused ports drawable again once their
- * hold is over.  The hold is counted from the pool's latest time (the last
- * pool_tick, pool_release_port or pool_create) when the bind was refused,
- * so a caller that ticks every T ms holds a port between
- * POOL_REFUSED_HOLD_MS - T and POOL_REFUSED_HOLD_MS.  Cheap when nothing is
- * due.
+ * hold is over.  A hold starts at the first pool_tick (or
+ * pool_release_port) after the refusal, since pool_acquire has no clock:
+ * a caller that ticks at least every T ms holds a port between
+ * POOL_REFUSED_HOLD_MS and POOL_REFUSED_HOLD_MS + T, never less.  After a
+ * pool_acquire, pool_next_due may be earlier than before (a hold waiting to
+ * start is due at once).  Cheap when nothing is due.
  */
 void pool_tick(struct pool *pool, uint64_t now_ms);
 
@@ -229,8 +232,9 @@ uint64_t pool_next_due(const struct pool *pool);
 
 /*
  * Give a port back while running: the port joins the excluded set for the
- * pool's lifetime (a refused port's hold becomes for good), and a slot holding it is re-bound to a fresh port at once
- * (the slot stays empty, retried by pool_tick, if no port can be bound).
+ * pool's lifetime (a refused port's hold becomes for good), and a slot
+ * holding it is re-bound to a fresh port at once (the slot stays empty,
+ * retried by pool_tick, if no port can be bound).
  * The old socket closes now when no query is in flight on it, else it drains.
  *
  * Returns 0 when the pool held the port and it is free now, 1 when it is

@@ -73,10 +73,11 @@ static int cmd_pool(struct daemon *d, FILE *out, char *err, size_t errlen)
 		fputs("rotate:        never\n", out);
 	fprintf(out, "range:         %u-%u\n", plan->dynamic_lo, plan->dynamic_hi);
 	fprintf(out, "allowed ports: %u\n", st.allowed);
-	fprintf(out, "excluded:      %u (in use at start, listen ports, released; refused binds for %u s)\n",
+	fprintf(out, "excluded:      %u (in use at start, listen ports, "
+		"released, EACCES; EADDRINUSE for %u s)\n",
 		st.excluded, POOL_REFUSED_HOLD_MS / 1000u);
-	fprintf(out, "refused now:   %u (of those: binds another socket refused, drawn again after the hold)\n",
-		st.refused);
+	fprintf(out, "refused now:   %u (of those: held by another socket when "
+		"drawn, back after the hold)\n", st.refused);
 	fprintf(out, "ports held:    %u\n", st.bound);
 	fprintf(out, "outstanding:   %u\n", st.outstanding);
 	fprintf(out, "draining:      %u\n", st.draining);
@@ -85,7 +86,7 @@ static int cmd_pool(struct daemon *d, FILE *out, char *err, size_t errlen)
 	fprintf(out, "rotations:     %llu\n", (unsigned long long)st.rotations);
 	fprintf(out, "releases:      %llu\n", (unsigned long long)st.releases);
 	fprintf(out, "bind failures: %llu\n", (unsigned long long)st.bind_failures);
-	fprintf(out, "readmitted:    %llu (refused ports drawn again)\n",
+	fprintf(out, "readmitted:    %llu (refused ports back in the draws)\n",
 		(unsigned long long)st.readmitted);
 	fprintf(out, "tcp connects:  %llu (upstream connections from the plan's ports)\n",
 		(unsigned long long)st.tcp_connects);

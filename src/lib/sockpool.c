@@ -2,12 +2,13 @@
  * sockpool: random-port UDP socket pool; see include/berth/sockpool.h.
  *
  * Three port sets drive every draw: `allowed` (the plan's, as given),
- * `excluded` (not drawn: in use at start and released, for good; refused
- * binds, for POOL_REFUSED_HOLD_MS) and `avail` = allowed - excluded - ports
- * our own sockets hold.  A draw is a uniform index into avail, so uniformity
- * needs no rejection loop and an excluded port is never tried.  TCP connections (pool_connect_tcp) draw the
- * same way from `tcp_ok` = allowed - excluded: TCP ports are apart from the
- * UDP ports our sockets hold.
+ * `excluded` (not drawn: in use at start, released and EACCES, for good;
+ * EADDRINUSE refusals, for POOL_REFUSED_HOLD_MS, those also in `refused`)
+ * and `avail` = allowed - excluded - ports our own sockets hold.  A draw is
+ * a uniform index into avail, so uniformity needs no rejection loop and an
+ * excluded port is never tried.  TCP connections (pool_connect_tcp) draw
+ * the same way from `tcp_ok` = allowed - excluded: TCP ports are apart from
+ * the UDP ports our sockets hold.
  */
 #include "sockpool_int.h"
 
@@ -127,9 +128,10 @@ fail:
 
 /*
  * Draw ports uniformly from avail until one binds in every family of fams,
- * at most max_bind_attempts times.  A port refused with EADDRINUSE or EACCES
- * belongs to someone else for now: it is held out (pool__refuse) and another
- * is drawn.
+ * at most max_bind_attempts times.  A port refused with EADDRINUSE belongs to
+ * another socket for now: it is held out (pool__refuse) and another is
+ * drawn.  One refused with EACCES is not ours to take at all: excluded for
+ * good.
  * Returns 0 with *s bound (gen and outstanding left to the caller),
  * -EADDRNOTAVAIL when no port is left, -EADDRINUSE when the attempts ran
  * out, or another bind error as is.
@@ -153,7 +155,12 @@ static int draw_bind(struct pool *pool, unsigned fams, struct psock *s)
 		if (rc != -EADDRINUSE && rc != -EACCES)
 			return rc;
 		pool->bind_failures++;
-		pool__refuse(pool, (uint16_t)port);
+		/* In use by another socket: most likely a client's, gone soon.
+		 * EACCES (a privileged port, a security policy) lasts. */
+		if (rc == -EADDRINUSE)
+			pool__refuse(pool, (uint16_t)port);
+		else
+			pool__exclude(pool, (uint16_t)port);
 	}
 	return -EADDRINUSE;
 }
@@ -569,6 +576,7 @@ int pool_release_port(struct pool *pool, uint16_t port, uint64_t now_ms)
 {
 	if (now_ms > pool->now_ms)
 		pool->now_ms = now_ms;
+	pool__refused_expire(pool, pool->now_ms);
 	pool->releases++;
 	pool__exclude(pool, port);
 	/* Released is for good, even for a port only held out until now. */

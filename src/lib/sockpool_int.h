@@ -1,7 +1,8 @@
 /*
  * sockpool_int: the pool's private state, shared by sockpool.c (drawing,
- * binding, rotation, release) and sockpool_info.c (introspection and the
- * socket watch).  Nothing outside those two files includes it.
+ * binding, rotation, release), sockpool_refused.c (ports held out after a
+ * refused bind) and sockpool_info.c (introspection and the socket watch).
+ * Nothing outside those three files includes it.
  */
 #ifndef BERTH_SOCKPOOL_INT_H
 #define BERTH_SOCKPOOL_INT_H
@@ -46,14 +47,16 @@ struct pool {
 	struct portset refused;       /* excluded only until a hold is over */
 	uint32_t nrefused;
 	/*
-	 * The holds in the order they began, as a ring.  Every hold is equally
-	 * long, so that is also the order they end in: the next port due is
-	 * always at refq_head.  A port is in the ring at most once while it is
-	 * refused; one released meanwhile keeps its entry, which then does
-	 * nothing.
+	 * The holds in the order the binds were refused, as a ring.  A hold
+	 * starts at the first time the caller gives after its refusal (those
+	 * not started yet are the last refq_unstarted entries, due_ms
+	 * UINT64_MAX); every hold is equally long, so the ring is also the
+	 * order they end in: the next port due is always at refq_head.  A port
+	 * is in the ring at most once; one released meanwhile keeps its entry,
+	 * which then does nothing.
 	 */
 	struct prefused *refq;
-	uint32_t refq_head, refq_len, refq_cap;
+	uint32_t refq_head, refq_len, refq_cap, refq_unstarted;
 	uint64_t now_ms;              /* the latest time the caller gave */
 	struct portset avail;         /* allowed - excluded - ports we hold */
 	uint32_t navail;              /* portset_count(&avail), kept current */
@@ -92,14 +95,17 @@ void pool__exclude(struct pool *pool, uint16_t port);
  * TCP), when it is allowed. */
 void pool__readmit(struct pool *pool, uint16_t port);
 
-/* A bind on port was refused: hold it out for POOL_REFUSED_HOLD_MS (for good
- * when there is no memory to remember the hold). */
+/* Another socket refused port a bind: hold it out for POOL_REFUSED_HOLD_MS
+ * from the next time the caller gives (for good when there is no memory to
+ * remember the hold). */
 void pool__refuse(struct pool *pool, uint16_t port);
 
-/* Readmit every refused port whose hold is over at now_ms. */
+/* Start the holds waiting for a time at now_ms, then readmit every refused
+ * port whose hold is over. */
 void pool__refused_expire(struct pool *pool, uint64_t now_ms);
 
-/* When the next hold ends, or UINT64_MAX when no port is held out. */
+/* When the next hold ends (the pool's latest time when a hold waits to
+ * start), or UINT64_MAX when no port is held out. */
 uint64_t pool__refused_next_due(const struct pool *pool);
 
 /* Report every fd of s to the watch, if one is set, as opened or closing. */

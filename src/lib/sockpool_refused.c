@@ -37,17 +37,21 @@ void pool__refuse(struct pool *pool, uint16_t port)
 	if (portset_has(&pool->refused, port) || ring_reserve(pool) < 0)
 		return;
 	uint32_t tail = (pool->refq_head + pool->refq_len) % pool->refq_cap;
-	pool->refq[tail] = (struct prefused){
-		.port = port,
-		.due_ms = pool->now_ms + POOL_REFUSED_HOLD_MS,
-	};
+	pool->refq[tail] = (struct prefused){ .port = port,
+					      .due_ms = UINT64_MAX };
 	pool->refq_len++;
+	pool->refq_unstarted++;
 	portset_add(&pool->refused, port);
 	pool->nrefused++;
 }
 
 void pool__refused_expire(struct pool *pool, uint64_t now_ms)
 {
+	uint64_t due = now_ms + POOL_REFUSED_HOLD_MS;
+	for (uint32_t i = pool->refq_len - pool->refq_unstarted;
+	     i < pool->refq_len; i++)
+		pool->refq[(pool->refq_head + i) % pool->refq_cap].due_ms = due;
+	pool->refq_unstarted = 0;
 	while (pool->refq_len > 0) {
 		const struct prefused *e = &pool->refq[pool->refq_head];
 		if (now_ms < e->due_ms)
@@ -67,5 +71,7 @@ void pool__refused_expire(struct pool *pool, uint64_t now_ms)
 
 uint64_t pool__refused_next_due(const struct pool *pool)
 {
+	if (pool->refq_unstarted > 0)
+		return pool->now_ms;
 	return pool->refq_len ? pool->refq[pool->refq_head].due_ms : UINT64_MAX;
 }

@@ -252,7 +252,8 @@ socket = {sock}
     deadline = time.monotonic() + 5
     while True:
         summary, _ = pool_listing(berthctl, sock)
-        if summary["refused now"].split()[0] == "1" or time.monotonic() > deadline:
+        if (summary["refused now"].split()[0] == "1"
+                or time.monotonic() > deadline):
             break
         time.sleep(0.05)
     assert summary["refused now"].split()[0] == "1", summary

@@ -669,13 +669,18 @@ static void test_refused_port_held_then_drawn_again(void **state)
 	assert_int_equal(st.refused, 10);
 	assert_int_equal(st.excluded, 10);
 	assert_int_equal(st.available, 90);
-	assert_int_equal(pool_next_due(pool), t0 + POOL_REFUSED_HOLD_MS);
+	/* pool_acquire has no clock: the holds start at the next tick, which
+	 * is due at once. */
+	assert_int_equal(pool_next_due(pool), t0);
+	const uint64_t t1 = t0 + 700;
+	pool_tick(pool, t1);
+	assert_int_equal(pool_next_due(pool), t1 + POOL_REFUSED_HOLD_MS);
 
 	/* The bystander leaves; until the hold is over no draw, UDP or TCP,
 	 * tries those ports (the fake flags a bind outside legal). */
 	portset_clear(&f->inuse);
 	f->legal = rest;
-	pool_tick(pool, t0 + POOL_REFUSED_HOLD_MS - 1);
+	pool_tick(pool, t1 + POOL_REFUSED_HOLD_MS - 1);
 	for (int i = 0; i < 2000; i++) {
 		struct pool_handle h;
 		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
@@ -697,7 +702,7 @@ static void test_refused_port_held_then_drawn_again(void **state)
 
 	/* Hold over: all ten are back, in both kinds of draw. */
 	f->legal = allowed;
-	pool_tick(pool, t0 + POOL_REFUSED_HOLD_MS);
+	pool_tick(pool, t1 + POOL_REFUSED_HOLD_MS);
 	pool_stats(pool, &st);
 	assert_int_equal(st.refused, 0);
 	assert_int_equal(st.readmitted, 10);
@@ -715,6 +720,97 @@ static void test_refused_port_held_then_drawn_again(void **state)
 		fake_close(f, fd);
 	}
 	assert_int_equal(portset_count(&tcp_want), 0);
+	finish(pool, f);
+}
+
+/* EACCES (a privileged port, a security policy) does not pass: excluded for
+ * good, never retried, unlike EADDRINUSE. */
+static void test_eacces_is_for_good(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(1789);
+	struct portset allowed = range(36000, 36049);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 2,
+				 .mode = POOL_MODE_PER_QUERY }, &allowed, NULL,
+				 0);
+	f->acces = range(36000, 36009);
+	struct portset rest = allowed;
+	portset_diff(&rest, &f->acces);
+	for (uint64_t t = 0; t <= 3 * POOL_REFUSED_HOLD_MS; t += 1000) {
+		pool_tick(pool, t);
+		acquire_until_drawn(pool, rest);
+	}
+	struct pool_stats st;
+	pool_stats(pool, &st);
+	assert_int_equal(f->refusals, st.bind_failures);
+	assert_true(f->refusals > 0 && f->refusals <= 10);
+	assert_int_equal(st.refused, 0);
+	assert_int_equal(st.readmitted, 0);
+	assert_int_equal(st.excluded, f->refusals);
+	finish(pool, f);
+}
+
+/* Per-query acquires while the ports of taken refuse, until every port
+ * outside taken and out has been drawn; returns the refusals it met. */
+static uint32_t refuse_round(struct pool *pool, struct fake *f,
+			     struct portset taken, const struct portset *out)
+{
+	uint32_t before = f->refusals;
+	f->inuse = taken;
+	struct portset rest;
+	portset_clear(&rest);
+	portset_add_range(&rest, 37000, 37999);
+	portset_diff(&rest, &taken);
+	portset_diff(&rest, out);
+	acquire_until_drawn(pool, rest);
+	return f->refusals - before;
+}
+
+/*
+ * Thousands of holds in rounds of two batches whose holds start 1 s apart:
+ * the ring grows while wrapped and while it holds both batches, and still
+ * every hold ends in order and on time, each port once.
+ */
+static void test_many_holds_wrap_the_ring(void **state)
+{
+	(void)state;
+	struct fake *f = fake_new(31337);
+	struct portset allowed = range(37000, 37999);
+	struct pool *pool = make(f, &(struct pool_config){ .size = 8,
+				 .mode = POOL_MODE_PER_QUERY,
+				 .max_bind_attempts = 1000 }, &allowed, NULL,
+				 0);
+	uint64_t t = 0, readmitted = 0;
+	struct pool_stats st;
+	for (int round = 0; round < 6; round++) {
+		/* Batches of 50, 100, ... 300 ports, elsewhere each round. */
+		uint16_t lo = (uint16_t)(37000 + round * 60);
+		uint16_t n = (uint16_t)(50 * (round + 1));
+		struct portset a = range(lo, (uint16_t)(lo + n - 1));
+		struct portset b = range((uint16_t)(lo + n),
+					 (uint16_t)(lo + 2 * n - 1));
+		struct portset none;
+		portset_clear(&none);
+		uint32_t na = refuse_round(pool, f, a, &none);
+		pool_tick(pool, t += 500);      /* a's holds start */
+		uint32_t nb = refuse_round(pool, f, b, &a);
+		pool_tick(pool, t + 1000);      /* b's start */
+		portset_clear(&f->inuse);
+		pool_stats(pool, &st);
+		assert_int_equal(st.refused, na + nb);
+		assert_int_equal(st.available, 1000 - na - nb);
+		pool_tick(pool, t + POOL_REFUSED_HOLD_MS);
+		pool_stats(pool, &st);
+		assert_int_equal(st.readmitted, readmitted + na);
+		assert_int_equal(st.refused, nb);
+		pool_tick(pool, t += 1000 + POOL_REFUSED_HOLD_MS);
+		readmitted += na + nb;
+		pool_stats(pool, &st);
+		assert_int_equal(st.refused, 0);
+		assert_int_equal(st.readmitted, readmitted);
+		assert_int_equal(st.available, 1000);
+	}
+	assert_true(readmitted > 1000); /* well past the ring's first size */
 	finish(pool, f);
 }
 
@@ -1178,6 +1274,8 @@ int main(void)
 		cmocka_unit_test(test_per_query_mode),
 		cmocka_unit_test(test_refused_port_held_then_drawn_again),
 		cmocka_unit_test(test_release_during_hold_is_for_good),
+		cmocka_unit_test(test_eacces_is_for_good),
+		cmocka_unit_test(test_many_holds_wrap_the_ring),
 		cmocka_unit_test(test_acquire_uniform_over_slots),
 		cmocka_unit_test(test_dual_family_slot),
 		cmocka_unit_test(test_watch),
