@@ -583,14 +583,31 @@ static void test_rotation(void **state)
 	finish(pool, f);
 }
 
+/* A per-query pool of size sockets over allowed, made at now. */
+static struct pool *make_per_query(struct fake *f,
+				   const struct portset *allowed,
+				   uint32_t size, uint64_t now)
+{
+	return make(f, &(struct pool_config){ .size = size,
+		    .mode = POOL_MODE_PER_QUERY }, allowed, NULL, now);
+}
+
+/* n per-query acquires, each given back at once. */
+static void acquire_n(struct pool *pool, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct pool_handle h;
+		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
+		assert_int_equal(pool_done(pool, &h), 0);
+	}
+}
+
 static void test_per_query_mode(void **state)
 {
 	(void)state;
 	struct fake *f = fake_new(77);
 	struct portset allowed = range(33000, 33099);
-	struct pool *pool = make(f, &(struct pool_config){ .size = 4,
-				 .mode = POOL_MODE_PER_QUERY }, &allowed, NULL,
-				 0);
+	struct pool *pool = make_per_query(f, &allowed, 4, 0);
 	assert_int_equal(f->binds, 0); /* holds nothing at rest */
 	struct pool_handle h[4];
 	for (int i = 0; i < 4; i++) {
@@ -649,20 +666,15 @@ static void test_refused_port_held_then_drawn_again(void **state)
 	struct fake *f = fake_new(4242);
 	struct portset allowed = range(34000, 34099);
 	const uint64_t t0 = 5000;
-	struct pool *pool = make(f, &(struct pool_config){ .size = 4,
-				 .mode = POOL_MODE_PER_QUERY }, &allowed, NULL,
-				 t0);
+	struct pool *pool = make_per_query(f, &allowed, 4, t0);
 	/* A bystander holds ten ports; draws run into every one of them. */
 	struct portset taken = range(34010, 34019);
 	f->inuse = taken;
 	struct portset rest = allowed;
 	portset_diff(&rest, &taken);
 	acquire_until_drawn(pool, rest);
-	while (f->refusals < 10) {
-		struct pool_handle h;
-		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
-		assert_int_equal(pool_done(pool, &h), 0);
-	}
+	while (f->refusals < 10)
+		acquire_n(pool, 1);
 	struct pool_stats st;
 	pool_stats(pool, &st);
 	assert_int_equal(f->refusals, 10); /* each tried once, then held out */
@@ -681,11 +693,7 @@ static void test_refused_port_held_then_drawn_again(void **state)
 	portset_clear(&f->inuse);
 	f->legal = rest;
 	pool_tick(pool, t1 + POOL_REFUSED_HOLD_MS - 1);
-	for (int i = 0; i < 2000; i++) {
-		struct pool_handle h;
-		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
-		assert_int_equal(pool_done(pool, &h), 0);
-	}
+	acquire_n(pool, 2000);
 	struct sockaddr_in to = { .sin_family = AF_INET,
 				  .sin_port = htons(53),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -730,9 +738,7 @@ static void test_eacces_is_for_good(void **state)
 	(void)state;
 	struct fake *f = fake_new(1789);
 	struct portset allowed = range(36000, 36049);
-	struct pool *pool = make(f, &(struct pool_config){ .size = 2,
-				 .mode = POOL_MODE_PER_QUERY }, &allowed, NULL,
-				 0);
+	struct pool *pool = make_per_query(f, &allowed, 2, 0);
 	f->acces = range(36000, 36009);
 	struct portset rest = allowed;
 	portset_diff(&rest, &f->acces);
@@ -820,15 +826,10 @@ static void test_release_during_hold_is_for_good(void **state)
 	(void)state;
 	struct fake *f = fake_new(515);
 	struct portset allowed = range(35000, 35019);
-	struct pool *pool = make(f, &(struct pool_config){ .size = 2,
-				 .mode = POOL_MODE_PER_QUERY }, &allowed, NULL,
-				 0);
+	struct pool *pool = make_per_query(f, &allowed, 2, 0);
 	portset_add(&f->inuse, 35007);
-	while (f->refusals == 0) {
-		struct pool_handle h;
-		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
-		assert_int_equal(pool_done(pool, &h), 0);
-	}
+	while (f->refusals == 0)
+		acquire_n(pool, 1);
 	portset_clear(&f->inuse);
 	assert_int_equal(pool_release_port(pool, 35007, 100), -ENOENT);
 	struct pool_stats st;
@@ -838,11 +839,7 @@ static void test_release_during_hold_is_for_good(void **state)
 	/* Long after the hold would have ended: still never tried. */
 	portset_del(&f->legal, 35007);
 	pool_tick(pool, POOL_REFUSED_HOLD_MS * 3);
-	for (int i = 0; i < 2000; i++) {
-		struct pool_handle h;
-		assert_int_equal(pool_acquire(pool, AF_INET, &h), 0);
-		assert_int_equal(pool_done(pool, &h), 0);
-	}
+	acquire_n(pool, 2000);
 	pool_stats(pool, &st);
 	assert_int_equal(st.readmitted, 0);
 	assert_int_equal(st.excluded, 1);
