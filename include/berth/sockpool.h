@@ -252,9 +252,10 @@ struct pool_stats {
 	uint32_t rotate_ms;
 	uint32_t allowed;         /* ports in the plan's allowed set */
 	uint32_t excluded;        /* allowed ports not drawn now: in use at
-				     start, released, refused (held out) */
-	uint32_t refused;         /* of those, refused binds held out for
-				     POOL_REFUSED_HOLD_MS, drawn again after */
+				     start, released, EACCES, and refused */
+	uint32_t refused;         /* of those, EADDRINUSE refusals held out
+				     for POOL_REFUSED_HOLD_MS, then back in
+				     the draws */
 	uint32_t available;       /* allowed ports free to draw now */
 	uint32_t bound;           /* slots holding a socket now */
 	uint32_t outstanding;     /* queries in flight, live and draining */
@@ -264,7 +265,7 @@ struct pool_stats {
 	uint64_t rotations;       /* slots moved to a fresh port by rotation */
 	uint64_t releases;        /* pool_release_port calls */
 	uint64_t bind_failures;   /* binds refused with EADDRINUSE/EACCES */
-	uint64_t readmitted;      /* refused ports drawn again after the hold */
+	uint64_t readmitted;      /* refused ports back in the draws */
 	uint64_t drain_timeouts;  /* draining sockets closed by the timeout */
 	uint64_t tcp_connects;    /* TCP connections pool_connect_tcp started */
 	uint64_t tcp_refusals;    /* ports it drew and had to skip */

@@ -91,8 +91,8 @@ struct pool {
 /* Keep port out of the draws (UDP and TCP) for the pool's life. */
 void pool__exclude(struct pool *pool, uint16_t port);
 
-/* Make an excluded port drawable again (UDP unless our socket holds it, and
- * TCP), when it is allowed. */
+/* Make an excluded port drawable again, UDP and TCP, when it is allowed.
+ * No socket of ours can hold it: an excluded port is never bound. */
 void pool__readmit(struct pool *pool, uint16_t port);
 
 /* Another socket refused port a bind: hold it out for POOL_REFUSED_HOLD_MS
