@@ -580,10 +580,7 @@ int pool_release_port(struct pool *pool, uint16_t port, uint64_t now_ms)
 	pool->releases++;
 	pool__exclude(pool, port);
 	/* Released is for good, even for a port only held out until now. */
-	if (portset_has(&pool->refused, port)) {
-		portset_del(&pool->refused, port);
-		pool->nrefused--;
-	}
+	(void)pool__refused_forget(pool, port);
 	int result = -ENOENT;
 	/* An operator action, not the hot path: a scan is fine. */
 	for (uint32_t i = 0; i < pool->nslots; i++) {

@@ -100,6 +100,10 @@ void pool__readmit(struct pool *pool, uint16_t port);
  * remember the hold). */
 void pool__refuse(struct pool *pool, uint16_t port);
 
+/* Take port off the refused set, so its hold ends without a readmission;
+ * false when it was not on it. */
+bool pool__refused_forget(struct pool *pool, uint16_t port);
+
 /* Start the holds waiting for a time at now_ms, then readmit every refused
  * port whose hold is over. */
 void pool__refused_expire(struct pool *pool, uint64_t now_ms);

@@ -45,6 +45,15 @@ void pool__refuse(struct pool *pool, uint16_t port)
 	pool->nrefused++;
 }
 
+bool pool__refused_forget(struct pool *pool, uint16_t port)
+{
+	if (!portset_has(&pool->refused, port))
+		return false;
+	portset_del(&pool->refused, port);
+	pool->nrefused--;
+	return true;
+}
+
 void pool__refused_expire(struct pool *pool, uint64_t now_ms)
 {
 	uint64_t due = now_ms + POOL_REFUSED_HOLD_MS;
@@ -60,10 +69,8 @@ void pool__refused_expire(struct pool *pool, uint64_t now_ms)
 		pool->refq_head = (pool->refq_head + 1) % pool->refq_cap;
 		pool->refq_len--;
 		/* Released since it was refused: that is for good. */
-		if (!portset_has(&pool->refused, port))
+		if (!pool__refused_forget(pool, port))
 			continue;
-		portset_del(&pool->refused, port);
-		pool->nrefused--;
 		pool__readmit(pool, port);
 		pool->readmitted++;
 	}

@@ -756,16 +756,16 @@ static void test_eacces_is_for_good(void **state)
 	finish(pool, f);
 }
 
-/* Per-query acquires while the ports of taken refuse, until every port
- * outside taken and out has been drawn; returns the refusals it met. */
+/* Per-query acquires while the ports of taken refuse, until every port of
+ * allowed outside taken and out has been drawn; returns the refusals it
+ * met. */
 static uint32_t refuse_round(struct pool *pool, struct fake *f,
+			     const struct portset *allowed,
 			     struct portset taken, const struct portset *out)
 {
 	uint32_t before = f->refusals;
 	f->inuse = taken;
-	struct portset rest;
-	portset_clear(&rest);
-	portset_add_range(&rest, 37000, 37999);
+	struct portset rest = *allowed;
 	portset_diff(&rest, &taken);
 	portset_diff(&rest, out);
 	acquire_until_drawn(pool, rest);
@@ -797,9 +797,9 @@ static void test_many_holds_wrap_the_ring(void **state)
 					 (uint16_t)(lo + 2 * n - 1));
 		struct portset none;
 		portset_clear(&none);
-		uint32_t na = refuse_round(pool, f, a, &none);
+		uint32_t na = refuse_round(pool, f, &allowed, a, &none);
 		pool_tick(pool, t += 500);      /* a's holds start */
-		uint32_t nb = refuse_round(pool, f, b, &a);
+		uint32_t nb = refuse_round(pool, f, &allowed, b, &a);
 		pool_tick(pool, t + 1000);      /* b's start */
 		portset_clear(&f->inuse);
 		pool_stats(pool, &st);
