@@ -131,7 +131,11 @@ static void plan_order(const struct dns_fwd *f, struct fwd_query *r)
 	r->attempt = 0;
 }
 
-/* A random ID no other query on socket h uses, or -1 after FWD_ID_TRIES. */
+/*
+ * A random ID no other query on h's port number uses, or -1 after
+ * FWD_ID_TRIES.  The port number, not the socket: an IPv4 and an IPv6 pool
+ * socket may share one, and judge() finds a query by ID and port.
+ */
 static int32_t fresh_id(struct dns_fwd *f, const struct pool_handle *h)
 {
 	for (unsigned t = 0; t < FWD_ID_TRIES; t++) {
@@ -146,9 +150,8 @@ static void client_answer_error(struct dns_fwd *f, struct fwd_query *r,
 				unsigned rcode)
 {
 	dns_set_id(r->query, r->client_id);
-	if (f->use_0x20)
-		memcpy(r->query + r->qmsg.qname_off, r->client_name,
-		       r->qmsg.qname_wire_len);
+	memcpy(r->query + r->qmsg.qname_off, r->client_name,
+	       r->qmsg.qname_wire_len);
 	if (r->sess)
 		fwd_tcp_error(f, r->sess, &r->qmsg, rcode);
 	else
@@ -267,6 +270,27 @@ void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r)
 	send_attempt(f, r);
 }
 
+void fwd_count_answer(struct dns_fwd *f, unsigned rcode)
+{
+	f->st.answers++;
+	if (rcode < 16)
+		f->st.rcode[rcode]++;
+	else if (rcode == DNS_RCODE_BADVERS)
+		f->st.rcode_badvers++;
+	else if (rcode == DNS_RCODE_BADCOOKIE)
+		f->st.rcode_badcookie++;
+	else
+		f->st.rcode_other++;
+}
+
+unsigned fwd_malformed(struct dns_fwd *f, const struct dns_msg *q)
+{
+	if (dns_flags_opcode(q->hdr.flags) != DNS_OPCODE_QUERY)
+		return DNS_RCODE_NOTIMP;
+	f->st.formerr++;
+	return DNS_RCODE_FORMERR;
+}
+
 unsigned fwd_screen(struct dns_fwd *f, const struct dns_msg *q)
 {
 	if (dns_flags_opcode(q->hdr.flags) != DNS_OPCODE_QUERY)
@@ -308,9 +332,8 @@ bool fwd_start(struct dns_fwd *f, const struct fwd_client *c,
 	dns_parse_query(&r->qmsg, r->query, r->qlen);
 	if (r->qmsg.has_opt)
 		dns_opt_clamp_udp_size(r->query, &r->qmsg, DNS_FWD_EDNS_SIZE);
-	if (f->use_0x20)
-		memcpy(r->client_name, r->query + r->qmsg.qname_off,
-		       r->qmsg.qname_wire_len);
+	memcpy(r->client_name, r->query + r->qmsg.qname_off,
+	       r->qmsg.qname_wire_len);
 	plan_order(f, r);
 	send_attempt(f, r);
 	return true;
@@ -344,7 +367,11 @@ static void relay_answer(struct dns_fwd *f, struct fwd_query *r,
 	uint8_t *out = f->tx;
 	memcpy(out, msg, len);
 	dns_set_id(out, r->client_id);
-	if (f->use_0x20)
+	/* The question as the client wrote it, whatever case the upstream
+	 * (or 0x20) gave it: a client checking case itself would drop the
+	 * answer otherwise.  The match made the names equal but for case; a
+	 * question name compressed to another length keeps the upstream's. */
+	if (resp->qname_wire_len == r->qmsg.qname_wire_len)
 		memcpy(out + resp->qname_off, r->client_name, resp->qname_wire_len);
 	if (resp->has_opt)
 		dns_opt_clamp_udp_size(out, resp, DNS_FWD_EDNS_SIZE);
@@ -366,9 +393,9 @@ static void relay_answer(struct dns_fwd *f, struct fwd_query *r,
 		f->st.truncated++;
 	}
 	if (r->sess)
-		fwd_tcp_send(f, r->sess, out, len);
+		fwd_tcp_send(f, r->sess, out, len, dns_msg_rcode(resp));
 	else
-		fwd_udp_send(f, &r->client, out, len);
+		fwd_udp_send(f, &r->client, out, len, dns_msg_rcode(resp));
 }
 
 static bool from_upstream(const struct dns_fwd *f, const struct sockaddr *from)

@@ -97,7 +97,10 @@ struct dns_fwd_stats {
 	uint64_t queries_udp;      /* queries read on UDP listen sockets */
 	uint64_t queries_tcp;      /* queries read on TCP connections */
 	uint64_t answers;          /* responses sent to clients, all kinds */
-	uint64_t rcode[16];        /* responses sent, by low 4 bits of RCODE */
+	uint64_t rcode[16];        /* responses sent, by RCODE (0 to 15) */
+	uint64_t rcode_badvers;    /* extended RCODEs, carried by an OPT */
+	uint64_t rcode_badcookie;
+	uint64_t rcode_other;      /* any other RCODE above 15 */
 	uint64_t local_answers;    /* answered from the hosts table */
 	uint64_t forwarded;        /* queries sent upstream (first tries) */
 	uint64_t upstream_answers; /* replies accepted from upstreams */
@@ -124,8 +127,8 @@ struct dns_fwd_stats {
 	uint64_t pool_empty;       /* attempts with no pool socket */
 	uint64_t send_errors;      /* sendto failures (either direction) */
 	uint64_t refused;          /* queries over DNS_FWD_QUERY_MAX */
-	uint64_t badvers;          /* EDNS version above 0: BADVERS (counted
-				      as noerror in rcode[], its low bits) */
+	uint64_t badvers;          /* EDNS version above 0 answered BADVERS
+				      by berthd (also in rcode_badvers) */
 	uint64_t zone_transfers;   /* AXFR and IXFR queries: NOTIMP */
 	uint64_t upstream_tcp_queries; /* attempts sent upstream over TCP */
 	uint64_t upstream_tcp_opened;  /* upstream TCP connections opened */

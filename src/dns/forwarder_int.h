@@ -80,7 +80,8 @@ struct fwd_query {
 	struct dns_msg qmsg;        /* parse of query[], kept across rewrites */
 	uint16_t qlen;
 	uint8_t query[DNS_FWD_QUERY_MAX];   /* as sent: our ID, 0x20 case */
-	uint8_t client_name[DNS_NAME_MAX];  /* 0x20: the client's own case */
+	uint8_t client_name[DNS_NAME_MAX];  /* the question name as the client
+					       wrote it (0x20 changes query[]) */
 };
 
 struct fwd_upstream {
@@ -129,6 +130,7 @@ struct fwd_listen {
 struct fwd_txq {
 	unsigned n;
 	uint8_t idx[FWD_TX_BATCH];          /* listener of each answer */
+	uint16_t rcode[FWD_TX_BATCH];       /* its RCODE, counted once sent */
 	union fwd_sockaddr to[FWD_TX_BATCH];
 	union sess_cmsg ctl[FWD_TX_BATCH];  /* source address, when chosen */
 	struct iovec iov[FWD_TX_BATCH];
@@ -166,12 +168,23 @@ struct dns_fwd {
 };
 
 /*
- * Send len octets of msg to the UDP client c: queued (msg and c are copied)
- * and sent by fwd_udp_flush() at the end of the loop iteration, or at once
- * when the queue is full or msg too long to queue.
+ * Send len octets of msg, whose full RCODE (OPT bits included) is rcode, to
+ * the UDP client c: queued (msg and c are copied) and sent by
+ * fwd_udp_flush() at the end of the loop iteration, or at once when the
+ * queue is full or msg too long to queue.
  */
 void fwd_udp_send(struct dns_fwd *f, const struct fwd_client *c,
-		  const uint8_t *msg, size_t len);
+		  const uint8_t *msg, size_t len, unsigned rcode);
+
+/* Count one answer sent to a client, with its full RCODE. */
+void fwd_count_answer(struct dns_fwd *f, unsigned rcode);
+
+/*
+ * The RCODE for a query whose parse failed but whose header q read: NOTIMP
+ * for an opcode other than QUERY (whatever its body: DSO messages, RFC 8490,
+ * carry no question), else FORMERR (counted as formerr).
+ */
+unsigned fwd_malformed(struct dns_fwd *f, const struct dns_msg *q);
 
 /* Send every queued UDP answer. */
 void fwd_udp_flush(struct dns_fwd *f);
@@ -201,7 +214,7 @@ void fwd_udp_close_all(struct dns_fwd *f);
 
 /* TCP counterparts of fwd_udp_send / fwd_udp_error (forwarder_tcp.c). */
 void fwd_tcp_send(struct dns_fwd *f, struct sess *s, const uint8_t *msg,
-		  size_t len);
+		  size_t len, unsigned rcode);
 void fwd_tcp_error(struct dns_fwd *f, struct sess *s, const struct dns_msg *q,
 		   unsigned rcode);
 

@@ -70,6 +70,18 @@ void dns_fwd_status(const struct dns_fwd *f, FILE *out)
 		if (s.rcode[i])
 			fprintf(out, "  rcode_%s: %llu\n", rcode_names[i],
 				(unsigned long long)s.rcode[i]);
+	const struct {
+		const char *name;
+		uint64_t v;
+	} ext[] = {
+		{ "badvers", s.rcode_badvers },
+		{ "badcookie", s.rcode_badcookie },
+		{ "other", s.rcode_other },
+	};
+	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++)
+		if (ext[i].v)
+			fprintf(out, "  rcode_%s: %llu\n", ext[i].name,
+				(unsigned long long)ext[i].v);
 	for (size_t i = 0; i < f->nup; i++)
 		fprintf(out, "  upstream_%zu_failures: %u\n", i, f->up[i].failures);
 }

@@ -12,7 +12,7 @@
 #include "dns/hosts.h"
 
 void fwd_tcp_send(struct dns_fwd *f, struct sess *s, const uint8_t *msg,
-		  size_t len)
+		  size_t len, unsigned rcode)
 {
 	f->txtcp[0] = (uint8_t)(len >> 8);
 	f->txtcp[1] = (uint8_t)len;
@@ -21,8 +21,7 @@ void fwd_tcp_send(struct dns_fwd *f, struct sess *s, const uint8_t *msg,
 		f->st.send_errors++;
 		return;
 	}
-	f->st.answers++;
-	f->st.rcode[dns_flags_rcode((uint16_t)(msg[2] << 8 | msg[3]))]++;
+	fwd_count_answer(f, rcode);
 }
 
 void fwd_tcp_error(struct dns_fwd *f, struct sess *s, const struct dns_msg *q,
@@ -31,7 +30,7 @@ void fwd_tcp_error(struct dns_fwd *f, struct sess *s, const struct dns_msg *q,
 	uint8_t out[DNS_FWD_QUERY_MAX + 64];
 	ssize_t n = dns_build_error(out, sizeof(out), q, rcode, DNS_FWD_EDNS_SIZE);
 	if (n > 0)
-		fwd_tcp_send(f, s, out, (size_t)n);
+		fwd_tcp_send(f, s, out, (size_t)n, rcode);
 	else
 		sess_close(s, SESS_CLOSE_SERVICE);
 }
@@ -49,8 +48,7 @@ static void on_request(struct sess *s, const uint8_t *msg, size_t len, void *arg
 	}
 	if (dns_parse_query(&q, msg, len) != DNS_OK) {
 		if (q.header_ok) {
-			f->st.formerr++;
-			fwd_tcp_error(f, s, &q, DNS_RCODE_FORMERR);
+			fwd_tcp_error(f, s, &q, fwd_malformed(f, &q));
 		} else {
 			f->st.garbage++;
 			sess_close(s, SESS_CLOSE_SERVICE);
@@ -64,8 +62,10 @@ static void on_request(struct sess *s, const uint8_t *msg, size_t len, void *arg
 	}
 	ssize_t n = dns_hosts_answer(f->hosts, &q, f->tx, DNS_MSG_MAX, DNS_FWD_EDNS_SIZE);
 	if (n > 0) {
+		/* NOERROR or NXDOMAIN: the table's OPT has no RCODE bits. */
+		unsigned local_rcode = dns_flags_rcode(dns_get_flags(f->tx));
 		f->st.local_answers++;
-		fwd_tcp_send(f, s, f->tx, (size_t)n);
+		fwd_tcp_send(f, s, f->tx, (size_t)n, local_rcode);
 		return;
 	}
 	if (len > DNS_FWD_QUERY_MAX) {

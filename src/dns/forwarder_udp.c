@@ -13,13 +13,6 @@
 #include "dns/forwarder_int.h"
 #include "dns/hosts.h"
 
-/* An answer left: count it and its rcode. */
-static void count_answer(struct dns_fwd *f, const uint8_t *msg)
-{
-	f->st.answers++;
-	f->st.rcode[dns_flags_rcode((uint16_t)(msg[2] << 8 | msg[3]))]++;
-}
-
 /* Send queue entries [from, to), all on listener idx, with sendmmsg. */
 static void send_run(struct dns_fwd *f, unsigned idx, unsigned from, unsigned to)
 {
@@ -34,7 +27,7 @@ static void send_run(struct dns_fwd *f, unsigned idx, unsigned from, unsigned to
 			continue;
 		}
 		for (int i = 0; i < n; i++)
-			count_answer(f, t->buf[from + (unsigned)i]);
+			fwd_count_answer(f, t->rcode[from + (unsigned)i]);
 		from += (unsigned)n;
 	}
 }
@@ -63,7 +56,7 @@ static void client_msghdr(const struct fwd_client *c, union fwd_sockaddr *to,
 }
 
 void fwd_udp_send(struct dns_fwd *f, const struct fwd_client *c,
-		  const uint8_t *msg, size_t len)
+		  const uint8_t *msg, size_t len, unsigned rcode)
 {
 	struct fwd_txq *t = &f->txq;
 	if (c->listen_idx >= f->nlisten || c->len > sizeof(t->to[0])) {
@@ -79,13 +72,14 @@ void fwd_udp_send(struct dns_fwd *f, const struct fwd_client *c,
 		if (sendmsg(f->listen[c->listen_idx].fd, &h, MSG_DONTWAIT) < 0)
 			f->st.send_errors++;
 		else
-			count_answer(f, msg);
+			fwd_count_answer(f, rcode);
 		return;
 	}
 	if (t->n == FWD_TX_BATCH)
 		fwd_udp_flush(f);
 	unsigned i = t->n++;
 	t->idx[i] = c->listen_idx;
+	t->rcode[i] = (uint16_t)rcode;
 	memcpy(t->buf[i], msg, len);
 	t->iov[i] = (struct iovec){ .iov_base = t->buf[i], .iov_len = len };
 	t->mm[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &t->iov[i], .msg_iovlen = 1 } };
@@ -98,7 +92,7 @@ void fwd_udp_error(struct dns_fwd *f, const struct fwd_client *c,
 	uint8_t out[DNS_FWD_QUERY_MAX + 64];
 	ssize_t n = dns_build_error(out, sizeof(out), q, rcode, DNS_FWD_EDNS_SIZE);
 	if (n > 0)
-		fwd_udp_send(f, c, out, (size_t)n);
+		fwd_udp_send(f, c, out, (size_t)n, rcode);
 }
 
 /* The client c's query, len octets at msg; cut says the datagram was longer
@@ -130,8 +124,7 @@ static void udp_query(struct dns_fwd *f, const struct fwd_client *c,
 	}
 	if (rc != DNS_OK) {
 		if (q.header_ok && len <= DNS_MSG_MAX) {
-			f->st.formerr++;
-			fwd_udp_error(f, c, &q, DNS_RCODE_FORMERR);
+			fwd_udp_error(f, c, &q, fwd_malformed(f, &q));
 		} else {
 			f->st.garbage++;
 		}
@@ -145,8 +138,10 @@ static void udp_query(struct dns_fwd *f, const struct fwd_client *c,
 	uint16_t limit = dns_udp_limit(&q);
 	ssize_t n = dns_hosts_answer(f->hosts, &q, f->tx, limit, DNS_FWD_EDNS_SIZE);
 	if (n > 0) {
+		/* NOERROR or NXDOMAIN: the table's OPT has no RCODE bits. */
+		unsigned local_rcode = dns_flags_rcode(dns_get_flags(f->tx));
 		f->st.local_answers++;
-		fwd_udp_send(f, c, f->tx, (size_t)n);
+		fwd_udp_send(f, c, f->tx, (size_t)n, local_rcode);
 		return;
 	}
 	if (len > DNS_FWD_QUERY_MAX) {

@@ -232,8 +232,11 @@ static int parse_rr(struct dns_msg *m, size_t *pos, unsigned sect)
 	*pos = rdata + rdlen;
 	if (type != DNS_TYPE_OPT)
 		return DNS_OK;
-	/* RFC 6891 6.1.1: one OPT, owned by the root, in the additional section. */
-	if (sect != 2 || m->has_opt || name_len != 1 ||
+	/* RFC 6891 6.1.1: one OPT, owned by the root, in the additional
+	 * section.  The owner must be the root octet itself, not a pointer
+	 * to one: whoever rewrites the OPT (the relay keeps its fixed part)
+	 * may count on its 11 octets. */
+	if (sect != 2 || m->has_opt || name_len != 1 || m->buf[start] != 0 ||
 	    !opt_options_ok(m->buf + rdata, rdlen))
 		return DNS_ERR_EDNS;
 	uint32_t ttl = get32(f + 4);
@@ -427,6 +430,11 @@ ssize_t dns_name_from_text(const char *text, uint8_t *out, size_t outsize)
 uint16_t dns_get_id(const uint8_t *buf)
 {
 	return get16(buf);
+}
+
+uint16_t dns_get_flags(const uint8_t *buf)
+{
+	return get16(buf + 2);
 }
 
 void dns_set_id(uint8_t *buf, uint16_t id)

@@ -50,6 +50,7 @@ enum dns_rcode {
 	DNS_RCODE_NOTIMP = 4,
 	DNS_RCODE_REFUSED = 5,
 	DNS_RCODE_BADVERS = 16, /* needs an OPT record to carry its upper bits */
+	DNS_RCODE_BADCOOKIE = 23, /* RFC 7873; an OPT record, too */
 };
 
 enum dns_type {
@@ -220,6 +221,7 @@ ssize_t dns_name_from_text(const char *text, uint8_t *out, size_t outsize);
  * written in network order.  dns_set_rcode replaces the low 4 RCODE bits.
  */
 uint16_t dns_get_id(const uint8_t *buf);
+uint16_t dns_get_flags(const uint8_t *buf);
 void dns_set_id(uint8_t *buf, uint16_t id);
 void dns_set_flags(uint8_t *buf, uint16_t flags);
 void dns_set_rcode(uint8_t *buf, unsigned rcode);

@@ -194,6 +194,65 @@ static void test_0x20_verified_exactly(void **state)
 	env_free(e);
 }
 
+/* Without 0x20 too, the client gets its question back in its own case,
+ * whatever case the upstream answered in: a client that checks case itself
+ * (one doing 0x20 of its own) would drop the answer otherwise. */
+static void test_client_case_restored_without_0x20(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	const char *name = "MiXeD.Example.TEST";
+	forward_one(e, 0x5151, name, DNS_TYPE_A, 0, &s);
+	uint8_t r[600], got[600], own[300];
+	size_t nlen = put_name(own, name);
+	/* Without 0x20 the query leaves in the client's case. */
+	assert_memory_equal(s.q + DNS_HEADER_LEN, own, nlen);
+	size_t rlen = make_reply(r, s.q, s.len, 1, 0, 0);
+	for (size_t i = DNS_HEADER_LEN; i < DNS_HEADER_LEN + nlen; i++)
+		if (r[i] >= 'A' && r[i] <= 'Z')
+			r[i] ^= 0x20; /* the upstream answers in lower case */
+	assert_true(offer(e, 0, &s, r, rlen));
+	ssize_t n = take(e->client, got, sizeof(got), NULL);
+	assert_int_equal(n, (ssize_t)rlen);
+	assert_memory_equal(got + DNS_HEADER_LEN, own, nlen);
+	assert_memory_equal(got + DNS_HEADER_LEN + nlen, r + DNS_HEADER_LEN + nlen,
+			    rlen - DNS_HEADER_LEN - nlen);
+	env_free(e);
+}
+
+/* Extended RCODEs (an OPT's upper bits) are counted as themselves, not as
+ * the RCODE their low four bits spell. */
+static void test_extended_rcodes_counted(void **state)
+{
+	(void)state;
+	struct env *e = env_new(&ONE);
+	struct sent s;
+	uint8_t r[600], got[600];
+	forward_one(e, 0x6161, "cookie.test", DNS_TYPE_A, 1232, &s);
+	/* BADCOOKIE is 23: low bits 7 (YXRRSET) in the header, 1 in the
+	 * OPT's extended RCODE octet (the first of its TTL). */
+	size_t rlen = make_reply(r, s.q, s.len, 0, 1232, DNS_RCODE_BADCOOKIE & 0xf);
+	r[rlen - 6] = DNS_RCODE_BADCOOKIE >> 4;
+	assert_true(offer(e, 0, &s, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.rcode_badcookie, 1);
+	assert_int_equal(st.rcode[DNS_RCODE_BADCOOKIE & 0xf], 0);
+
+	/* The same low bits without an OPT are YXRRSET itself. */
+	forward_one(e, 0x6162, "yx.test", DNS_TYPE_A, 0, &s);
+	rlen = make_reply(r, s.q, s.len, 0, 0, DNS_RCODE_BADCOOKIE & 0xf);
+	assert_true(offer(e, 0, &s, r, rlen));
+	assert_true(take(e->client, got, sizeof(got), NULL) > 0);
+	st = stats(e);
+	assert_int_equal(st.rcode[DNS_RCODE_BADCOOKIE & 0xf], 1);
+	assert_int_equal(st.rcode_badcookie, 1);
+	assert_int_equal(st.rcode_other, 0);
+	assert_int_equal(st.answers, 2);
+	env_free(e);
+}
+
 static void test_malformed_query_formerr_or_drop(void **state)
 {
 	(void)state;
@@ -210,8 +269,23 @@ static void test_malformed_query_formerr_or_drop(void **state)
 	/* Five octets: no header, nothing to answer. */
 	client_send(e, q, 5);
 	assert_true(take(e->client, got, sizeof(got), NULL) < 0);
+	/* A header alone, QDCOUNT 0: FORMERR for a QUERY, but NOTIMP for an
+	 * opcode berthd does not implement (DSO, RFC 8490, has no question). */
+	const unsigned opcodes[] = { 0, 2, 6 };
+	for (size_t i = 0; i < 3; i++) {
+		uint8_t h[DNS_HEADER_LEN] = { 0x12, (uint8_t)i,
+					      (uint8_t)(opcodes[i] << 3) };
+		client_send(e, h, sizeof(h));
+		n = take(e->client, got, sizeof(got), NULL);
+		assert_int_equal(n, DNS_HEADER_LEN);
+		assert_int_equal(dns_get_id(got), 0x1200 | i);
+		assert_int_equal((got[2] >> 3) & 0xf, opcodes[i]);
+		assert_int_equal(got[3] & 0xf, opcodes[i] ? DNS_RCODE_NOTIMP
+							  : DNS_RCODE_FORMERR);
+	}
 	struct dns_fwd_stats st = stats(e);
-	assert_int_equal(st.formerr, 1);
+	assert_int_equal(st.rcode[DNS_RCODE_NOTIMP], 2);
+	assert_int_equal(st.formerr, 2);
 	assert_int_equal(st.garbage, 1);
 	assert_int_equal(st.forwarded, 0);
 	assert_false(upstream_got(e, 0, &(struct sent){ .len = 0 }));
@@ -259,6 +333,8 @@ static void test_badvers_and_transfers_answered_at_once(void **state)
 	assert_false(upstream_got(e, 0, &s));
 	struct dns_fwd_stats st = stats(e);
 	assert_int_equal(st.badvers, 1);
+	assert_int_equal(st.rcode_badvers, 1);
+	assert_int_equal(st.rcode[DNS_RCODE_NOERROR], 0);
 	assert_int_equal(st.zone_transfers, 2);
 	assert_int_equal(st.forwarded, 1);
 	assert_int_equal(st.local_answers, 0);
@@ -594,6 +670,8 @@ int main(void)
 		cmocka_unit_test(test_reply_with_wrong_id),
 		cmocka_unit_test(test_reply_with_wrong_question),
 		cmocka_unit_test(test_0x20_verified_exactly),
+		cmocka_unit_test(test_client_case_restored_without_0x20),
+		cmocka_unit_test(test_extended_rcodes_counted),
 		cmocka_unit_test(test_malformed_query_formerr_or_drop),
 		cmocka_unit_test(test_badvers_and_transfers_answered_at_once),
 		cmocka_unit_test(test_response_on_listen_dropped),
