@@ -35,7 +35,7 @@ static struct fwd_query *rec_alloc(struct dns_fwd *f)
 	r->in_use = true;
 	r->utcp = FWD_UTCP_NONE;
 	r->sent = false;
-	r->redone = false;
+	r->losses = 0;
 	r->backlogged = false;
 	f->st.outstanding++;
 	return r;
@@ -185,11 +185,11 @@ static int send_udp(struct dns_fwd *f, struct fwd_query *r,
 }
 
 /* Give r's current upstream up: the next attempt goes to the next one, which
- * gets its own retry on a fresh TCP connection (fwd_retry_lost). */
+ * gets its own retries on fresh TCP connections (fwd_retry_lost). */
 static void next_upstream(struct fwd_query *r)
 {
 	r->attempt++;
-	r->redone = false;
+	r->losses = 0;
 }
 
 /*
@@ -255,17 +255,25 @@ void fwd_backlog_failed(struct dns_fwd *f, struct fwd_query *r)
 	send_attempt(f, r);
 }
 
-void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r)
+void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r, bool unreachable)
 {
 	loop_timer_stop(f->loop, &r->timer);
-	/* One more connection to the same upstream first: a server closing an
-	 * idle-looking connection is ordinary (RFC 7766 6.2.3), not a failure
-	 * of the upstream; a second loss under the same query is. */
-	if (r->redone) {
-		f->up[r->order[r->attempt]].failures++;
+	struct fwd_upstream *u = &f->up[r->order[r->attempt]];
+	/*
+	 * A server closing a connection is ordinary (RFC 7766 6.2.3): the
+	 * same upstream again, pipelined.  A second loss may be this query's
+	 * doing or a neighbour's (some servers drop the connection on a query
+	 * they refuse), so it goes alone.  Lost even alone, it moves on, and
+	 * that is held against the upstream only when it answered nothing
+	 * else meanwhile, as for a timeout.  (The caller counts a connection
+	 * that never opened once, not once per query.)
+	 */
+	if (unreachable) {
 		next_upstream(r);
-	} else {
-		r->redone = true;
+	} else if (++r->losses > FWD_UTCP_SOLO_AFTER) {
+		if (!(u->answered && u->last_answer >= r->sent_at))
+			u->failures++;
+		next_upstream(r);
 	}
 	send_attempt(f, r);
 }

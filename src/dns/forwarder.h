@@ -35,8 +35,10 @@
  * would be no use to it): each upstream has up to FWD_UTCP_CONNS connections
  * kept open and reused, queries pipelined on them with random IDs unique per
  * connection, replies matched by ID and question.  A connection that dies
- * has its queries retried once on a new connection to the same upstream,
- * then on the next upstreams, each of which gets the same one retry; idle
+ * has its queries retried on a new connection to the same upstream, then
+ * each of those lost again alone on a connection of its own, and only a
+ * query lost even alone moves to the next upstream (see fwd_retry_lost); a
+ * connection that cannot be opened moves its queries on at once.  Idle
  * connections close after FWD_UTCP_IDLE_MS.
  *
  * Everything runs on one loop; the forwarder takes its time from it.

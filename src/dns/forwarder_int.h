@@ -24,7 +24,10 @@
 #define FWD_TX_BUF 4096u     /* longer answers are sent at once, unqueued */
 
 /* Upstream TCP (forwarder_upstream_tcp.c). */
-#define FWD_UTCP_CONNS 2u          /* connections kept per upstream */
+#define FWD_UTCP_CONNS 2u          /* pipelining connections per upstream */
+#define FWD_UTCP_SOLO_CONNS 4u     /* one-query connections per upstream */
+#define FWD_UTCP_SLOTS (FWD_UTCP_CONNS + FWD_UTCP_SOLO_CONNS)
+#define FWD_UTCP_SOLO_AFTER 2u     /* losses after which a query goes alone */
 #define FWD_UTCP_MAX_INFLIGHT 64u  /* queries pipelined on one connection */
 #define FWD_UTCP_IDLE_MS 10000u    /* an unused connection closes after this */
 #define FWD_UTCP_WBUF (FWD_UTCP_MAX_INFLIGHT * (DNS_FWD_QUERY_MAX + 2u))
@@ -72,8 +75,8 @@ struct fwd_query {
 	bool sent;                  /* an attempt has left (forwarded counted) */
 	bool backlogged;            /* waiting for room on an upstream's TCP */
 	uint32_t wprev, wnext;      /* its place in that upstream's backlog */
-	bool redone;                /* this upstream's one retry after a lost
-				       connection is used */
+	uint8_t losses;             /* upstream TCP connections lost under it,
+				       on this upstream (fwd_retry_lost) */
 	uint16_t client_id;         /* the ID the client chose */
 	uint16_t client_limit;      /* largest UDP answer the client takes */
 	struct fwd_client client;   /* a UDP client (sess NULL) */
@@ -91,8 +94,10 @@ struct fwd_upstream {
 	bool answered;              /* last_answer is set */
 	uint64_t last_answer;       /* loop time of its last accepted answer */
 	/* Queries for TCP while every connection to it is full, oldest first;
-	 * they leave as slots free (fwd_utcp_drain), their timer running. */
+	 * they leave as slots free (fwd_utcp_drain), their timer running.
+	 * The solo list waits for a solo connection in the same way. */
 	uint32_t wait_head, wait_tail;
+	uint32_t solo_head, solo_tail;
 };
 
 /*
@@ -158,7 +163,7 @@ struct dns_fwd {
 	uint32_t fresh;             /* records [fresh, cap) never used yet */
 	uint32_t *id_head;          /* 65536 chain heads, by outbound ID */
 
-	struct fwd_utcp utcp[DNS_FWD_MAX_UPSTREAMS * FWD_UTCP_CONNS];
+	struct fwd_utcp utcp[DNS_FWD_MAX_UPSTREAMS * FWD_UTCP_SLOTS];
 
 	struct dns_fwd_stats st;
 	uint8_t tx[DNS_MSG_MAX];    /* one answer being built */
@@ -233,11 +238,14 @@ void fwd_accept(struct dns_fwd *f, struct fwd_query *r, struct dns_msg *resp,
 
 /*
  * r's upstream TCP connection died under it (r is already off it): send it
- * again, on a new connection to the same upstream the first time, else to
- * the next upstream (counting a failure of the one left); SERVFAIL when
- * none is left (forwarder.c).
+ * again (forwarder.c).  After a connection that never opened (unreachable
+ * true), to the next upstream at once.  Otherwise to the same upstream: the
+ * first time pipelined as before, the second time alone on one of the
+ * upstream's solo connections (so that a query the upstream closes connections on
+ * cannot take the queries pipelined with it down too), and after a loss
+ * even alone, to the next upstream.  SERVFAIL when none is left.
  */
-void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r);
+void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r, bool unreachable);
 
 /* Prepare the connection slots (forwarder_upstream_tcp.c). */
 void fwd_utcp_init(struct dns_fwd *f);

@@ -8,6 +8,15 @@
  * port and socket checks.  A connection with nothing in flight closes after
  * FWD_UTCP_IDLE_MS; one that fails or is closed by the upstream hands its
  * queries back to forwarder.c for a retry.
+ *
+ * Each upstream also has FWD_UTCP_SOLO_CONNS solo connections, each of
+ * which carries one query and is then closed: the queries already lost twice
+ * (fwd_retry_lost).  Some servers close the connection on a query they
+ * refuse to answer; alone, such a query can only take itself down, and the
+ * ones that were pipelined with it get their answers.  Several, so that one
+ * query the upstream leaves unanswered does not hold the others up until it
+ * times out.  Queries waiting for a solo connection have a list of their
+ * own, so that they never hold up the pipelined ones.
  */
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -23,48 +32,68 @@ static void on_idle(struct wheel_timer *t, void *ctx);
 
 void fwd_utcp_init(struct dns_fwd *f)
 {
-	for (size_t i = 0; i < DNS_FWD_MAX_UPSTREAMS * FWD_UTCP_CONNS; i++) {
+	for (size_t i = 0; i < DNS_FWD_MAX_UPSTREAMS * FWD_UTCP_SLOTS; i++) {
 		struct fwd_utcp *c = &f->utcp[i];
 		*c = (struct fwd_utcp){
 			.f = f,
 			.fd = -1,
-			.up = (uint8_t)(i / FWD_UTCP_CONNS),
+			.up = (uint8_t)(i / FWD_UTCP_SLOTS),
 		};
 		wheel_timer_init(&c->idle, on_idle);
 		for (size_t k = 0; k < FWD_UTCP_MAX_INFLIGHT; k++)
 			c->slot[k] = FWD_NIL;
 	}
-	for (size_t i = 0; i < DNS_FWD_MAX_UPSTREAMS; i++)
+	for (size_t i = 0; i < DNS_FWD_MAX_UPSTREAMS; i++) {
 		f->up[i].wait_head = f->up[i].wait_tail = FWD_NIL;
+		f->up[i].solo_head = f->up[i].solo_tail = FWD_NIL;
+	}
 }
 
-/* Append r to the backlog of upstream up. */
+/* Whether r travels alone, on its upstream's solo connection. */
+static bool wants_solo(const struct fwd_query *r)
+{
+	return r->losses >= FWD_UTCP_SOLO_AFTER;
+}
+
+/* A backlog of upstream u: the solo one, or the pipelined one. */
+struct backlog {
+	uint32_t *head, *tail;
+};
+
+static struct backlog backlog_of(struct fwd_upstream *u, bool solo)
+{
+	return solo ? (struct backlog){ &u->solo_head, &u->solo_tail }
+		    : (struct backlog){ &u->wait_head, &u->wait_tail };
+}
+
+/* Append r to its backlog of upstream up.  r's losses choose the list, and
+ * they do not change while r waits (it is on no connection to lose). */
 static void backlog_push(struct dns_fwd *f, struct fwd_query *r, unsigned up)
 {
-	struct fwd_upstream *u = &f->up[up];
+	struct backlog b = backlog_of(&f->up[up], wants_solo(r));
 	uint32_t self = (uint32_t)(r - f->q);
-	r->wprev = u->wait_tail;
+	r->wprev = *b.tail;
 	r->wnext = FWD_NIL;
-	if (u->wait_tail != FWD_NIL)
-		f->q[u->wait_tail].wnext = self;
+	if (*b.tail != FWD_NIL)
+		f->q[*b.tail].wnext = self;
 	else
-		u->wait_head = self;
-	u->wait_tail = self;
+		*b.head = self;
+	*b.tail = self;
 	r->backlogged = true;
 }
 
 /* Take r out of the backlog of the upstream it is waiting for. */
 static void backlog_unlink(struct dns_fwd *f, struct fwd_query *r)
 {
-	struct fwd_upstream *u = &f->up[r->order[r->attempt]];
+	struct backlog b = backlog_of(&f->up[r->order[r->attempt]], wants_solo(r));
 	if (r->wprev != FWD_NIL)
 		f->q[r->wprev].wnext = r->wnext;
 	else
-		u->wait_head = r->wnext;
+		*b.head = r->wnext;
 	if (r->wnext != FWD_NIL)
 		f->q[r->wnext].wprev = r->wprev;
 	else
-		u->wait_tail = r->wprev;
+		*b.tail = r->wprev;
 	r->wprev = r->wnext = FWD_NIL;
 	r->backlogged = false;
 }
@@ -88,10 +117,12 @@ static void conn_close(struct dns_fwd *f, struct fwd_utcp *c)
 /*
  * c failed or was closed by its upstream: close it, then retry each query it
  * carried.  The queries are taken off first, so that a retry never lands on
- * this connection again.
+ * this connection again.  A connection that never opened (refused, say) is
+ * one failure of its upstream, however many queries waited on it.
  */
 static void conn_lost(struct dns_fwd *f, struct fwd_utcp *c)
 {
+	bool unreachable = c->connecting;
 	uint32_t lost[FWD_UTCP_MAX_INFLIGHT];
 	uint32_t n = 0;
 	for (uint32_t k = 0; k < FWD_UTCP_MAX_INFLIGHT; k++) {
@@ -104,9 +135,11 @@ static void conn_lost(struct dns_fwd *f, struct fwd_utcp *c)
 	c->nflight = 0;
 	if (n > 0)
 		f->st.upstream_tcp_lost++;
+	if (n > 0 && unreachable)
+		f->up[c->up].failures++;
 	conn_close(f, c);
 	for (uint32_t i = 0; i < n; i++)
-		fwd_retry_lost(f, &f->q[lost[i]]);
+		fwd_retry_lost(f, &f->q[lost[i]], unreachable);
 }
 
 static void on_idle(struct wheel_timer *t, void *ctx)
@@ -302,7 +335,7 @@ static bool conn_has_room(const struct fwd_utcp *c, size_t need)
 static int pick_conn(struct dns_fwd *f, unsigned up, size_t need,
 		     struct fwd_utcp **out)
 {
-	struct fwd_utcp *set = &f->utcp[up * FWD_UTCP_CONNS];
+	struct fwd_utcp *set = &f->utcp[up * FWD_UTCP_SLOTS];
 	bool any_open = false;
 	for (unsigned k = 0; k < FWD_UTCP_CONNS; k++) {
 		if (conn_has_room(&set[k], need)) {
@@ -320,6 +353,40 @@ static int pick_conn(struct dns_fwd *f, unsigned up, size_t need,
 		}
 	}
 	return any_open ? -EAGAIN : -EBUSY;
+}
+
+/*
+ * A fresh solo connection to upstream up: 0 with *out set; -EAGAIN while
+ * every one carries a query; -EBUSY when none does and none can be opened.
+ */
+static int pick_solo(struct dns_fwd *f, unsigned up, struct fwd_utcp **out)
+{
+	struct fwd_utcp *set = &f->utcp[up * FWD_UTCP_SLOTS + FWD_UTCP_CONNS];
+	struct fwd_utcp *c = NULL;
+	bool any_busy = false;
+	for (unsigned k = 0; k < FWD_UTCP_SOLO_CONNS; k++) {
+		if (set[k].fd >= 0 && set[k].nflight > 0)
+			any_busy = true;
+		else if (!c)
+			c = &set[k];
+	}
+	if (!c)
+		return -EAGAIN;
+	/* Never reused: its last query may have left it unanswered (timed
+	 * out), and must not stand in front of the next. */
+	conn_close(f, c);
+	if (conn_open(f, c) < 0)
+		return any_busy ? -EAGAIN : -EBUSY;
+	*out = c;
+	return 0;
+}
+
+/* pick_conn() or pick_solo(), as r needs. */
+static int pick_for(struct dns_fwd *f, const struct fwd_query *r, unsigned up,
+		    struct fwd_utcp **out)
+{
+	return wants_solo(r) ? pick_solo(f, up, out)
+			     : pick_conn(f, up, (size_t)r->qlen + 2, out);
 }
 
 /* Put r on connection c (which has room) with a fresh ID and write it. */
@@ -362,7 +429,7 @@ static int send_on(struct dns_fwd *f, struct fwd_query *r, struct fwd_utcp *c)
 int fwd_utcp_send(struct dns_fwd *f, struct fwd_query *r, unsigned up)
 {
 	struct fwd_utcp *c;
-	int rc = pick_conn(f, up, (size_t)r->qlen + 2, &c);
+	int rc = pick_for(f, r, up, &c);
 	if (rc == -EAGAIN) {
 		backlog_push(f, r, up);
 		f->st.upstream_tcp_backlogged++;
@@ -384,27 +451,35 @@ void fwd_utcp_detach(struct dns_fwd *f, struct fwd_query *r)
 		loop_timer_start_in(f->loop, &c->idle, FWD_UTCP_IDLE_MS);
 }
 
+/* Send what one backlog of upstream up holds while there is room. */
+static void drain_one(struct dns_fwd *f, unsigned up, bool solo)
+{
+	struct backlog b = backlog_of(&f->up[up], solo);
+	while (*b.head != FWD_NIL) {
+		struct fwd_query *r = &f->q[*b.head];
+		struct fwd_utcp *c;
+		int rc = pick_for(f, r, up, &c);
+		if (rc == -EAGAIN)
+			break;
+		backlog_unlink(f, r);
+		if (rc == 0)
+			rc = send_on(f, r, c);
+		if (rc < 0)
+			fwd_backlog_failed(f, r);
+	}
+}
+
 void fwd_utcp_drain(struct dns_fwd *f)
 {
 	for (unsigned up = 0; up < f->nup; up++) {
-		while (f->up[up].wait_head != FWD_NIL) {
-			struct fwd_query *r = &f->q[f->up[up].wait_head];
-			struct fwd_utcp *c;
-			int rc = pick_conn(f, up, (size_t)r->qlen + 2, &c);
-			if (rc == -EAGAIN)
-				break;
-			backlog_unlink(f, r);
-			if (rc == 0)
-				rc = send_on(f, r, c);
-			if (rc < 0)
-				fwd_backlog_failed(f, r);
-		}
+		drain_one(f, up, false);
+		drain_one(f, up, true);
 	}
 }
 
 void fwd_utcp_close_all(struct dns_fwd *f)
 {
-	for (size_t i = 0; i < DNS_FWD_MAX_UPSTREAMS * FWD_UTCP_CONNS; i++) {
+	for (size_t i = 0; i < DNS_FWD_MAX_UPSTREAMS * FWD_UTCP_SLOTS; i++) {
 		struct fwd_utcp *c = &f->utcp[i];
 		/* Slots never prepared (a forwarder that failed half-built)
 		 * hold no socket. */

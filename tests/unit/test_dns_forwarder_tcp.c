@@ -140,16 +140,19 @@ static void test_upstream_closes_mid_flight_retried(void **state)
 	env_free(e);
 }
 
-static void test_second_loss_moves_to_next_upstream(void **state)
+/* Lost pipelined, then pipelined again, then alone: only then the query
+ * moves to the next upstream. */
+static void test_third_loss_moves_to_next_upstream(void **state)
 {
 	(void)state;
 	struct env *e = env_new(2);
 	client_ask(e, 0x2222, "www.example.test");
 	uint8_t q[600], got[600];
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		int up = up_accept(e, 0, PUMPS);
 		assert_true(up >= 0);
 		assert_true(recv_frame(e, up, q, sizeof(q)) > 0);
+		assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
 		close(up);
 	}
 	int up = up_accept(e, 1, PUMPS);
@@ -158,12 +161,99 @@ static void test_second_loss_moves_to_next_upstream(void **state)
 	struct dns_msg m;
 	client_answer(e, got, sizeof(got), &m);
 	assert_int_equal(m.hdr.id, 0x2222);
-	assert_int_equal(stats(e).upstream_tcp_lost, 2);
-	/* Losing two connections in a row counts as one failure of upstream 0;
-	 * the answer from upstream 1 keeps it healthy. */
+	assert_int_equal(stats(e).upstream_tcp_lost, 3);
+	assert_int_equal(stats(e).upstream_tcp_opened, 4);
+	/* Three lost connections under one query are one failure of upstream
+	 * 0 (it answered nothing meanwhile); upstream 1 answered. */
 	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 1);
 	assert_int_equal(dns_fwd_upstream_failures(e->f, 1), 0);
 	close(up);
+	env_free(e);
+}
+
+/* Read one query frame from up; returns its length and checks its name. */
+static size_t up_read(struct env *e, int up, const char *name, uint8_t *q,
+		      size_t size)
+{
+	uint8_t want[300];
+	ssize_t n = recv_frame(e, up, q, size);
+	assert_true(n > 0);
+	size_t wlen = put_name(want, name);
+	assert_memory_equal(q + DNS_HEADER_LEN, want, wlen);
+	return (size_t)n;
+}
+
+/*
+ * A lone upstream that drops the connection on one query it refuses (as
+ * dnsdist's DropAction does over TCP) and handles its queries in order:
+ * the queries pipelined behind that one are lost with it, twice, and then
+ * get their answers alone, side by side; only the query itself gets
+ * SERVFAIL, and the upstream, which answered others, is not held to blame.
+ */
+static void test_query_that_drops_connections_harms_only_itself(void **state)
+{
+	(void)state;
+	struct env *e = env_new(1);
+	const char *names[] = { "a.test", "b.test", "drop.test", "c.test", "d.test" };
+	uint8_t q[600], r[600], got[600];
+	struct dns_msg m;
+	for (uint16_t i = 0; i < 5; i++)
+		client_ask(e, (uint16_t)(0x100 + i), names[i]);
+	/* The first connection: a and b answered, then the drop. */
+	int up = up_accept(e, 0, PUMPS);
+	assert_true(up >= 0);
+	for (int i = 0; i < 2; i++)
+		upstream_answers_next(e, up, 1);
+	for (int i = 2; i < 5; i++)
+		up_read(e, up, names[i], q, sizeof(q));
+	close(up);
+	for (uint16_t i = 0; i < 2; i++) {
+		client_answer(e, got, sizeof(got), &m);
+		assert_int_equal(m.hdr.id, 0x100 + i);
+	}
+	/* The retry, pipelined as before: the drop comes first again. */
+	up = up_accept(e, 0, PUMPS);
+	assert_true(up >= 0);
+	for (int i = 2; i < 5; i++)
+		up_read(e, up, names[i], q, sizeof(q));
+	close(up);
+	/* Now each alone, on a connection of its own. */
+	int solo[3];
+	for (int k = 0; k < 3; k++) {
+		solo[k] = up_accept(e, 0, PUMPS);
+		assert_true(solo[k] >= 0);
+	}
+	assert_int_equal(up_accept(e, 0, 5), -1);
+	for (int k = 0; k < 3; k++) {
+		ssize_t n = recv_frame(e, solo[k], q, sizeof(q));
+		assert_true(n > 0);
+		assert_true(recv_frame(e, solo[k], r, sizeof(r)) < 0); /* alone */
+		if (q[DNS_HEADER_LEN + 1] == 'd' && q[DNS_HEADER_LEN + 2] == 'r') {
+			close(solo[k]);
+			solo[k] = -1;
+			continue;
+		}
+		size_t rlen = make_reply(r, q, (size_t)n, 1, 0, 0);
+		send_frame(solo[k], r, rlen);
+	}
+	unsigned rcode_of[5] = { 99, 99, 99, 99, 99 };
+	for (int k = 0; k < 3; k++) {
+		client_answer(e, got, sizeof(got), &m);
+		assert_true(m.hdr.id >= 0x102 && m.hdr.id <= 0x104);
+		rcode_of[m.hdr.id - 0x100] = dns_flags_rcode(m.hdr.flags);
+	}
+	assert_int_equal(rcode_of[2], DNS_RCODE_SERVFAIL);
+	assert_int_equal(rcode_of[3], DNS_RCODE_NOERROR);
+	assert_int_equal(rcode_of[4], DNS_RCODE_NOERROR);
+	struct dns_fwd_stats st = stats(e);
+	assert_int_equal(st.servfails, 1);
+	assert_int_equal(st.upstream_answers, 4);
+	assert_int_equal(st.upstream_tcp_lost, 3);
+	assert_int_equal(st.outstanding, 0);
+	assert_int_equal(dns_fwd_upstream_failures(e->f, 0), 0);
+	for (int k = 0; k < 3; k++)
+		if (solo[k] >= 0)
+			close(solo[k]);
 	env_free(e);
 }
 
@@ -296,7 +386,8 @@ int main(void)
 		cmocka_unit_test(test_pipelined_on_one_connection),
 		cmocka_unit_test(test_wrong_id_or_question_ignored),
 		cmocka_unit_test(test_upstream_closes_mid_flight_retried),
-		cmocka_unit_test(test_second_loss_moves_to_next_upstream),
+		cmocka_unit_test(test_third_loss_moves_to_next_upstream),
+		cmocka_unit_test(test_query_that_drops_connections_harms_only_itself),
 		cmocka_unit_test(test_big_answer_reaches_client_whole),
 		cmocka_unit_test(test_idle_connection_closed),
 		cmocka_unit_test(test_udp_client_still_goes_over_udp),
