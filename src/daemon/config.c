@@ -272,6 +272,13 @@ static int service_value(struct parse *p, const struct raw_section *sec,
 	} else if (!strcmp(k, "upstream_timeout")) {
 		rc = parse_timeout(e->value, &svc->upstream_timeout_ms, why,
 				   sizeof(why));
+		if (rc == 0 && svc->upstream_timeout_ms > CONFIG_UPSTREAM_TIMEOUT_MAX_MS) {
+			rc = -EINVAL;
+			snprintf(why, sizeof(why), "'%s' is too long: at most %us (a "
+				 "client's resolver has given up long before, and "
+				 "the next upstream would wait as long)", e->value,
+				 CONFIG_UPSTREAM_TIMEOUT_MAX_MS / 1000);
+		}
 	} else if (!strcmp(k, "reset_on_timeout")) {
 		rc = config_parse_bool(e->value, &svc->reset_on_timeout, why,
 				       sizeof(why));

@@ -27,6 +27,13 @@
 /* Longest [service NAME]; names are letters, digits, '-', '_' and '.'. */
 #define CONFIG_NAME_MAX 32
 
+/*
+ * The longest upstream_timeout.  A client's own resolver gives up long
+ * before (glibc after 5 s), so a longer wait answers nobody and only holds
+ * back the failover to the next upstream.
+ */
+#define CONFIG_UPSTREAM_TIMEOUT_MAX_MS 60000u
+
 /* Room for a control socket path: sizeof(sockaddr_un.sun_path) on Linux. */
 #define CONFIG_SOCKET_PATH_MAX 108
 
@@ -75,7 +82,7 @@ struct config_service {
 	unsigned upstream_line; /* 0 when upstream is not set */
 	uint64_t new_connection_timeout_ms; /* default 10 s */
 	uint64_t idle_timeout_ms;           /* default 2 min */
-	uint64_t upstream_timeout_ms;       /* default 2 s */
+	uint64_t upstream_timeout_ms;       /* default 2 s, at most 60 s */
 	bool reset_on_timeout;              /* default false: close with FIN */
 	char *hosts;                        /* owned path or NULL; dns only */
 	unsigned hosts_line;                /* 0 when hosts is not set */
