@@ -120,20 +120,26 @@ static int load_pool(struct parse *p, const struct raw_section *sec,
 	return 0;
 }
 
-static int push_addr(struct config_addr **arr, size_t *n, const struct config_addr *a)
+static int push_addr(struct addr_list *l, const struct config_addr *a, size_t from)
 {
-	struct config_addr *grown = realloc(*arr, (*n + 1) * sizeof(*grown));
-	if (!grown)
+	struct config_addr *addr = realloc(l->addr, (l->n + 1) * sizeof(*addr));
+	if (!addr)
 		return -ENOMEM;
-	grown[(*n)++] = *a;
-	*arr = grown;
+	l->addr = addr;
+	size_t *fromv = realloc(l->from, (l->n + 1) * sizeof(*fromv));
+	if (!fromv)
+		return -ENOMEM;
+	l->from = fromv;
+	addr[l->n] = *a;
+	fromv[l->n++] = from;
 	return 0;
 }
 
-/* Append the nameservers of a resolv.conf-format file, on port 53. */
+/* Append the nameservers of a resolv.conf-format file, on port 53; at is
+ * the offset of path in the value (struct addr_list). */
 static int read_resolv(struct parse *p, const struct raw_section *sec,
-		       const struct raw_entry *e, const char *path,
-		       struct config_addr **arr, size_t *n)
+		       const struct raw_entry *e, const char *path, size_t at,
+		       struct addr_list *l)
 {
 	FILE *f = fileio_open_regular(path);
 	if (!f) {
@@ -157,7 +163,7 @@ static int read_resolv(struct parse *p, const struct raw_section *sec,
 			rc = config__fail(p, -EINVAL, e->line, sec->label, e->key,
 					  "%s:%u: nameserver '%s' is not a numeric IP address",
 					  path, lineno, s);
-		else if (push_addr(arr, n, &a) != 0)
+		else if (push_addr(l, &a, at) != 0)
 			rc = config__fail(p, -ENOMEM, e->line, NULL, NULL,
 					  "out of memory");
 	}
@@ -169,14 +175,14 @@ static int read_resolv(struct parse *p, const struct raw_section *sec,
 	return rc;
 }
 
-/* One list entry: an address, or with files set a resolv.conf path. */
+/* One list entry, at offset at in the value: an address, or with files
+ * set a resolv.conf path. */
 static int load_addr(struct parse *p, const struct raw_section *sec,
-		     const struct raw_entry *e, const char *tok,
-		     uint16_t default_port, bool files, struct config_addr **arr,
-		     size_t *n)
+		     const struct raw_entry *e, const char *tok, size_t at,
+		     uint16_t default_port, bool files, struct addr_list *l)
 {
 	if (tok[0] == '/' && files)
-		return read_resolv(p, sec, e, tok, arr, n);
+		return read_resolv(p, sec, e, tok, at, l);
 	if (tok[0] == '/')
 		return config__fail(p, -EINVAL, e->line, sec->label, e->key,
 				    "'%s' is not an address (only a dns upstream may name a resolv.conf file)",
@@ -185,15 +191,16 @@ static int load_addr(struct parse *p, const struct raw_section *sec,
 	char why[256];
 	if (config_parse_addr(tok, default_port, &a, why, sizeof(why)) != 0)
 		return config__fail(p, -EINVAL, e->line, sec->label, e->key, "%s", why);
-	if (push_addr(arr, n, &a) != 0)
+	if (push_addr(l, &a, CONFIG_FROM_CONFIG) != 0)
 		return config__fail(p, -ENOMEM, e->line, NULL, NULL, "out of memory");
 	return 0;
 }
 
-/* A list of addresses separated by commas and/or white space. */
+/* A list of addresses separated by commas and/or white space, into l
+ * (which starts empty and is the caller's to free, also on failure). */
 static int load_addrs(struct parse *p, const struct raw_section *sec,
 		      const struct raw_entry *e, uint16_t default_port,
-		      bool files, struct config_addr **arr, size_t *n)
+		      bool files, struct addr_list *l)
 {
 	const char *s = e->value;
 	if (!s[strspn(s, " \t")])
@@ -212,9 +219,10 @@ static int load_addrs(struct parse *p, const struct raw_section *sec,
 						    s + i);
 			memcpy(tok, s + i, tlen);
 			tok[tlen] = '\0';
+			size_t at = (size_t)(s + i - e->value);
 			i += tlen;
 			tokens++;
-			int rc = load_addr(p, sec, e, tok, default_port, files, arr, n);
+			int rc = load_addr(p, sec, e, tok, at, default_port, files, l);
 			if (rc)
 				return rc;
 		}
@@ -256,14 +264,27 @@ static int service_value(struct parse *p, const struct raw_section *sec,
 				    "only valid for protocol %s (this service is %s)",
 				    dns_only ? "dns" : "ldap",
 				    config_protocol_name(svc->protocol));
-	if (!strcmp(k, "listen")) {
-		svc->listen_line = e->line;
-		return load_addrs(p, sec, e, 0, false, &svc->listen, &svc->nlisten);
-	} else if (!strcmp(k, "upstream")) {
-		svc->upstream_line = e->line;
-		return load_addrs(p, sec, e, upstream_port[svc->protocol],
-				  svc->protocol == CONFIG_PROTO_DNS, &svc->upstream,
-				  &svc->nupstream);
+	if (!strcmp(k, "listen") || !strcmp(k, "upstream")) {
+		/* Pass 1 refused a key given twice: both lists start empty.
+		 * The config owns what was read, also on failure. */
+		struct addr_list l = { 0 };
+		if (!strcmp(k, "listen")) {
+			rc = load_addrs(p, sec, e, 0, false, &l);
+			svc->listen = l.addr;
+			svc->nlisten = l.n;
+			svc->listen_line = e->line;
+		} else {
+			rc = load_addrs(p, sec, e, upstream_port[svc->protocol],
+					svc->protocol == CONFIG_PROTO_DNS, &l);
+			svc->upstream = l.addr;
+			svc->nupstream = l.n;
+			svc->upstream_line = e->line;
+			if (rc == 0)
+				rc = config__finish_upstreams(p, sec->label, e, svc,
+							      l.from);
+		}
+		free(l.from);
+		return rc;
 	} else if (!strcmp(k, "new_connection_timeout")) {
 		rc = parse_timeout(e->value, &svc->new_connection_timeout_ms, why,
 				   sizeof(why));
@@ -534,6 +555,7 @@ void config_free(struct berth_config *cfg)
 		struct config_service *svc = &cfg->services[i];
 		free(svc->listen);
 		free(svc->upstream);
+		free(svc->upstream_left_out_file);
 		free(svc->hosts);
 		free(svc->tls_cert);
 		free(svc->tls_key);

@@ -34,6 +34,14 @@
  */
 #define CONFIG_UPSTREAM_TIMEOUT_MAX_MS 60000u
 
+/*
+ * The most upstreams a dns service forwards to (the forwarder's
+ * DNS_FWD_MAX_UPSTREAMS).  More addresses given in the config itself are an
+ * error (berthd --check); nameservers of a resolv.conf past it are left out
+ * with a warning, as glibc uses only the first three of its own.
+ */
+#define CONFIG_DNS_MAX_UPSTREAMS 8u
+
 /* Room for a control socket path: sizeof(sockaddr_un.sun_path) on Linux. */
 #define CONFIG_SOCKET_PATH_MAX 108
 
@@ -76,10 +84,19 @@ struct config_service {
 	unsigned listen_line;
 	/* Owned, nupstream entries, in the order given; a dns upstream naming
 	 * a resolv.conf file contributes its nameservers (port 53) in place.
-	 * Empty only for a dns service that has hosts set. */
+	 * No address twice: the config itself may not repeat one, and one a
+	 * resolv.conf repeats is kept where it first appears.  Empty only for
+	 * a dns service that has hosts set. */
 	struct config_addr *upstream;
 	size_t nupstream;
 	unsigned upstream_line; /* 0 when upstream is not set */
+	/* resolv.conf nameservers left out because the service had
+	 * CONFIG_DNS_MAX_UPSTREAMS without them (the config's own addresses
+	 * come first), and the file the first of them came from (owned, NULL
+	 * when none were).  The loader only counts them: the dns service
+	 * warns about them when it is checked and started. */
+	size_t upstream_left_out;
+	char *upstream_left_out_file;
 	uint64_t new_connection_timeout_ms; /* default 10 s */
 	uint64_t idle_timeout_ms;           /* default 2 min */
 	uint64_t upstream_timeout_ms;       /* default 2 s, at most 60 s */

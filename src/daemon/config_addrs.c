@@ -4,7 +4,9 @@
  * one of berthd's own listen addresses sends every query back into berthd,
  * which forwards it again until its table of queries in flight is full:
  * one query becomes tens of thousands.  Both are refused at load, so
- * `berthd --check` and a reload see them before anything starts.
+ * `berthd --check` and a reload see them before anything starts.  A
+ * service's own upstream list is made final here too: no address twice,
+ * and no more from resolv.conf files than a dns service can use.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -314,4 +316,68 @@ out:
 	free(refs);
 	free(labels);
 	return rc;
+}
+
+/* Is from (struct addr_list) a resolv.conf's? */
+static bool from_file(size_t from)
+{
+	return from != CONFIG_FROM_CONFIG;
+}
+
+int config__finish_upstreams(struct parse *p, const char *label,
+			     const struct raw_entry *e,
+			     struct config_service *svc, size_t *from)
+{
+	struct config_addr *up = svc->upstream;
+	char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16];
+	size_t kept = 0, given = 0;
+	for (size_t i = 0; i < svc->nupstream; i++) {
+		size_t j = 0;
+		while (j < kept && !config_same_addr(&up[j], &up[i]))
+			j++;
+		if (j == kept) {
+			up[kept] = up[i];
+			from[kept++] = from[i];
+			continue;
+		}
+		if (from_file(from[i]))
+			continue;
+		if (!from_file(from[j])) {
+			config_format_addr(&up[i], a, sizeof(a));
+			config_format_addr(&up[j], b, sizeof(b));
+			if (strcmp(a, b) == 0)
+				return config__fail(p, -EINVAL, e->line, label, e->key,
+						    "%s is given twice (in the same list)", a);
+			return config__fail(p, -EINVAL, e->line, label, e->key,
+					    "%s is given twice (in the same list, as %s)",
+					    a, b);
+		}
+		/* The config names an address a file gave first: it is the
+		 * config's, which the limit below never leaves out. */
+		from[j] = CONFIG_FROM_CONFIG;
+	}
+	for (size_t i = 0; i < kept; i++)
+		given += !from_file(from[i]);
+	/* More than the limit given in the config itself is the dns
+	 * service's error to report (berthd --check); files fill what room
+	 * the config's own addresses leave, in order. */
+	size_t room = given < CONFIG_DNS_MAX_UPSTREAMS ?
+		      CONFIG_DNS_MAX_UPSTREAMS - given : 0;
+	size_t n = 0, used = 0;
+	for (size_t i = 0; i < kept; i++) {
+		if (!from_file(from[i]) || used < room) {
+			used += from_file(from[i]);
+			up[n++] = up[i];
+			continue;
+		}
+		if (svc->upstream_left_out++)
+			continue;
+		const char *path = e->value + from[i];
+		svc->upstream_left_out_file = strndup(path, strcspn(path, " \t,"));
+		if (!svc->upstream_left_out_file)
+			return config__fail(p, -ENOMEM, e->line, NULL, NULL,
+					    "out of memory");
+	}
+	svc->nupstream = n;
+	return 0;
 }

@@ -61,6 +61,34 @@ __attribute__((format(printf, 6, 7)))
 int config__fail(struct parse *p, int rc, unsigned line, const char *label,
 		 const char *key, const char *fmt, ...);
 
+/*
+ * An address list as a key's value is read.  from[i] says where entry i
+ * came from: CONFIG_FROM_CONFIG when the value gives it, else the offset in
+ * the value of the resolv.conf path whose nameserver it is.  Both arrays
+ * are owned and n entries long.
+ */
+struct addr_list {
+	struct config_addr *addr;
+	size_t *from;
+	size_t n;
+};
+
+#define CONFIG_FROM_CONFIG SIZE_MAX
+
+/*
+ * Make svc's upstream list (read from entry e of the section labelled
+ * label, with from as in struct addr_list, borrowed) what berthd uses: an
+ * address the value gives twice is an error; one a resolv.conf repeats is
+ * kept where it first appears (glibc tolerates repeats there); resolv.conf
+ * nameservers that would take the dns service past CONFIG_DNS_MAX_UPSTREAMS
+ * are left out and counted in svc->upstream_left_out.  Returns 0, or
+ * -EINVAL / -ENOMEM with the message recorded through config__fail().
+ * (config_addrs.c)
+ */
+int config__finish_upstreams(struct parse *p, const char *label,
+			     const struct raw_entry *e,
+			     struct config_service *svc, size_t *from);
+
 /* After every section has loaded: no two listeners on one address, and no
  * upstream that is one of the config's own listeners.  0 or -EINVAL /
  * -ENOMEM with the message recorded through config__fail().

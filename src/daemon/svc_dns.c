@@ -14,6 +14,9 @@
 #include "dns/forwarder.h"
 #include "dns/hosts.h"
 
+_Static_assert(CONFIG_DNS_MAX_UPSTREAMS == DNS_FWD_MAX_UPSTREAMS,
+	       "the config leaves resolv.conf nameservers out at the forwarder's limit");
+
 struct svc_dns {
 	struct dns_fwd *fwd;
 	struct dns_hosts *hosts; /* owned; the forwarder borrows it */
@@ -56,6 +59,16 @@ static int dns_check(const struct berth_config *cfg,
 			 svc->name, DNS_FWD_MAX_UPSTREAMS, svc->nupstream);
 		return -EINVAL;
 	}
+	/* The loader only counted them.  Check runs for berthd --check and
+	 * before each start and reload, so this is said on every one of
+	 * them; the check has no warning stream of its own, and stderr is
+	 * where berthd's warnings go (as warn_hosts() says skipped lines). */
+	if (svc->upstream_left_out)
+		fprintf(stderr, "berthd: %s:%u: [service %s] upstream: %zu "
+			"nameserver%s of %s left out: a dns service uses at most "
+			"%u upstreams\n", cfg->file, svc->upstream_line, svc->name,
+			svc->upstream_left_out, svc->upstream_left_out == 1 ? "" : "s",
+			svc->upstream_left_out_file, DNS_FWD_MAX_UPSTREAMS);
 	if (svc->hosts) {
 		/* Read it now, as starting will: a file that cannot be read
 		 * would stop the service from starting. */
