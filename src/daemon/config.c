@@ -159,7 +159,13 @@ static int read_resolv(struct parse *p, const struct raw_section *sec,
 		s += 10 + strspn(s + 10, " \t");
 		s[strcspn(s, " \t\r\n;#")] = '\0';
 		struct config_addr a;
-		if (config__parse_host(s, 53, &a) != 0)
+		int bad = config__parse_host(s, 53, &a);
+		if (bad == -ENODEV)
+			rc = config__fail(p, -EINVAL, e->line, sec->label, e->key,
+					  "%s:%u: nameserver '%s': this host has no "
+					  "interface '%s' (the scope after %%)", path,
+					  lineno, s, strchr(s, '%') + 1);
+		else if (bad)
 			rc = config__fail(p, -EINVAL, e->line, sec->label, e->key,
 					  "%s:%u: nameserver '%s' is not a numeric IP address",
 					  path, lineno, s);

@@ -105,8 +105,10 @@ int config__read_raw(struct parse *p);
 int config__parse_number(const char *text, uint32_t min, uint32_t max,
 			 uint32_t *out, char *err, size_t errlen);
 
-/* A numeric IPv4 or IPv6 address (with an optional %scope) and a port.
- * host is borrowed; 0 or -EINVAL (out then unchanged). */
+/* A numeric IPv4 or IPv6 address (with an optional %scope: an interface
+ * name or index) and a port.  host is borrowed; 0, -EINVAL, or -ENODEV when
+ * the address is fine but the scope names no interface of this host (out
+ * then unchanged). */
 int config__parse_host(const char *host, uint16_t port, struct config_addr *out);
 
 #endif

@@ -96,18 +96,19 @@ int config__parse_host(const char *host, uint16_t port, struct config_addr *out)
 		return -EINVAL;
 	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
 	char *scope = strchr(addr, '%');
-	if (scope) {
+	if (scope)
 		*scope++ = '\0';
+	if (inet_pton(AF_INET6, addr, &sin6.sin6_addr) != 1)
+		return -EINVAL;
+	if (scope) {
 		uint32_t id;
 		char why[8];
 		if (config__parse_number(scope, 1, UINT32_MAX, &id, why,
 					 sizeof(why)) != 0 &&
 		    (id = if_nametoindex(scope)) == 0)
-			return -EINVAL;
+			return -ENODEV;
 		sin6.sin6_scope_id = id;
 	}
-	if (inet_pton(AF_INET6, addr, &sin6.sin6_addr) != 1)
-		return -EINVAL;
 	*out = (struct config_addr){ .len = sizeof(sin6) };
 	memcpy(&out->sa, &sin6, sizeof(sin6));
 	return 0;
@@ -150,7 +151,13 @@ int config_parse_addr(const char *text, uint16_t default_port,
 	}
 	memcpy(hostbuf, host, hlen);
 	hostbuf[hlen] = '\0';
-	if (config__parse_host(hostbuf, (uint16_t)portnum, out) != 0) {
+	int rc = config__parse_host(hostbuf, (uint16_t)portnum, out);
+	if (rc == -ENODEV) {
+		snprintf(err, errlen, "'%s': this host has no interface '%s' (the "
+			 "scope after %%)", text, strchr(hostbuf, '%') + 1);
+		return -EINVAL;
+	}
+	if (rc != 0) {
 		snprintf(err, errlen, "'%s' is not a numeric IP address", text);
 		return -EINVAL;
 	}

@@ -1,5 +1,5 @@
 """berthd and a dns service's upstream list: duplicates, resolv.conf files
-(their length and repeats) and the
+(their length, repeats, scoped and commented nameserver lines) and the
 bound of upstream_timeout, as `berthd --check` and a start report them.
 
 No test sends a query: every upstream here is on loopback and stays unused.
@@ -99,6 +99,24 @@ def test_a_long_resolv_conf_is_cut_with_a_warning(build_dir, berthd, tmp_path):
                     lambda d: port_held(port, "udp"))
     assert (f"upstream: 1 nameserver of {path} left out: a dns service uses "
             f"at most 8 upstreams") in daemon.stderr()
+
+
+def test_scoped_and_commented_nameserver_lines(build_dir, tmp_path):
+    path = resolv(tmp_path, "nameserver fe80::1%lo", "nameserver 127.0.0.11 # one",
+                  "nameserver 127.0.0.12 trailing text", "nameserver 127.0.0.13;x")
+    conf = tmp_path / "scope.conf"
+    conf.write_text(service(5399, str(path)))
+    out = check(build_dir, conf)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+
+    path = resolv(tmp_path, "nameserver fe80::1%nosuch0", name="bad")
+    conf.write_text(service(5399, str(path)))
+    out = check(build_dir, conf)
+    assert out.returncode == 1, out.stdout
+    assert out.stderr == (f"berthd: {conf}:7: [service d] upstream: {path}:1: "
+                          f"nameserver 'fe80::1%nosuch0': this host has no "
+                          f"interface 'nosuch0' (the scope after %)\n")
 
 
 def test_upstream_timeout_is_at_most_60s(build_dir, tmp_path):

@@ -1,8 +1,9 @@
 /* Unit tests for a service's upstream list as the config loader builds it:
- * duplicates, resolv.conf files (their limit and repeats) and the bounds of
- * upstream_timeout. */
+ * duplicates, resolv.conf files (their limit, repeats, scoped and commented
+ * nameserver lines) and the bounds of upstream_timeout. */
 #include <errno.h>
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -208,6 +209,49 @@ static void test_resolv_limit(void **state)
 	unlink(path);
 }
 
+static void test_resolv_lines(void **state)
+{
+	(void)state;
+	char path[64], err[512] = "";
+	struct berth_config cfg = { 0 };
+	/* A scope, a comment, trailing text: as glibc reads them. */
+	write_resolv("nameserver fe80::1%lo\n"
+		     "nameserver 192.0.2.1 # the second\n"
+		     "nameserver 192.0.2.2 trailing text\n"
+		     "nameserver\t192.0.2.3;x\n", path);
+	load_with_ok(SVC "upstream = @\n", path, &cfg);
+	const struct config_service *d = &cfg.services[0];
+	assert_int_equal(d->nupstream, 4);
+	assert_int_equal(d->upstream[0].sa.ss_family, AF_INET6);
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&d->upstream[0].sa;
+	assert_int_equal(s6->sin6_scope_id, if_nametoindex("lo"));
+	assert_int_equal(ntohs(s6->sin6_port), 53);
+	assert_addr(&d->upstream[1], "192.0.2.1:53");
+	assert_addr(&d->upstream[2], "192.0.2.2:53");
+	assert_addr(&d->upstream[3], "192.0.2.3:53");
+	config_free(&cfg);
+	unlink(path);
+
+	/* A scope naming an interface this host lacks: said so, not "not an
+	 * address". */
+	write_resolv("nameserver 192.0.2.1\nnameserver fe80::1%nosuch0\n", path);
+	assert_int_equal(load_with(SVC "upstream = @\n", path, &cfg, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "t.conf:4: [service d] upstream: "));
+	assert_non_null(strstr(err, ":2: nameserver 'fe80::1%nosuch0': this host has "
+			       "no interface 'nosuch0'"));
+	assert_null(cfg.services);
+	unlink(path);
+
+	struct config_addr a;
+	assert_int_equal(config_parse_addr("[fe80::1%nosuch0]:53", 0, &a, err,
+					   sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "'[fe80::1%nosuch0]:53': this host has no "
+			       "interface 'nosuch0'"));
+	assert_int_equal(config_parse_addr("[fe80::1%lo]:53", 0, &a, err, sizeof(err)), 0);
+	assert_int_equal(((struct sockaddr_in6 *)&a.sa)->sin6_scope_id, if_nametoindex("lo"));
+}
+
 static void test_upstream_timeout_bounds(void **state)
 {
 	(void)state;
@@ -238,6 +282,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_duplicate_upstreams),
 		cmocka_unit_test(test_resolv_limit),
+		cmocka_unit_test(test_resolv_lines),
 		cmocka_unit_test(test_upstream_timeout_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
