@@ -3,6 +3,7 @@
  * for a dns service.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "dns/forwarder_int.h"
 
@@ -19,10 +20,13 @@ unsigned dns_fwd_upstream_failures(const struct dns_fwd *f, size_t i)
 
 void dns_fwd_status(const struct dns_fwd *f, FILE *out)
 {
-	static const char *const rcode_names[16] = {
+	/* The 16 RCODEs of the header, then the extended ones an OPT
+	 * carries (struct dns_fwd_stats). */
+	static const char *const rcode_names[19] = {
 		"noerror", "formerr", "servfail", "nxdomain", "notimp",
 		"refused", "yxdomain", "yxrrset", "nxrrset", "notauth",
 		"notzone", "rcode11", "rcode12", "rcode13", "rcode14", "rcode15",
+		"badvers", "badcookie", "other",
 	};
 	struct dns_fwd_stats s;
 	dns_fwd_stats(f, &s);
@@ -66,22 +70,15 @@ void dns_fwd_status(const struct dns_fwd *f, FILE *out)
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		fprintf(out, "  %s: %llu\n", rows[i].key,
 			(unsigned long long)rows[i].v);
-	for (unsigned i = 0; i < 16; i++)
-		if (s.rcode[i])
+	uint64_t by_rcode[19];
+	memcpy(by_rcode, s.rcode, sizeof(s.rcode));
+	by_rcode[16] = s.rcode_badvers;
+	by_rcode[17] = s.rcode_badcookie;
+	by_rcode[18] = s.rcode_other;
+	for (unsigned i = 0; i < 19; i++)
+		if (by_rcode[i])
 			fprintf(out, "  rcode_%s: %llu\n", rcode_names[i],
-				(unsigned long long)s.rcode[i]);
-	const struct {
-		const char *name;
-		uint64_t v;
-	} ext[] = {
-		{ "badvers", s.rcode_badvers },
-		{ "badcookie", s.rcode_badcookie },
-		{ "other", s.rcode_other },
-	};
-	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++)
-		if (ext[i].v)
-			fprintf(out, "  rcode_%s: %llu\n", ext[i].name,
-				(unsigned long long)ext[i].v);
+				(unsigned long long)by_rcode[i]);
 	for (size_t i = 0; i < f->nup; i++)
 		fprintf(out, "  upstream_%zu_failures: %u\n", i, f->up[i].failures);
 }
