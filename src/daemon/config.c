@@ -301,9 +301,9 @@ static int service_value(struct parse *p, const struct raw_section *sec,
 				   sizeof(why));
 		if (rc == 0 && svc->upstream_timeout_ms > CONFIG_UPSTREAM_TIMEOUT_MAX_MS) {
 			rc = -EINVAL;
-			snprintf(why, sizeof(why), "'%s' is too long: at most %us (a "
-				 "client's resolver has given up long before, and "
-				 "the next upstream would wait as long)", e->value,
+			snprintf(why, sizeof(why), "'%s' is too long: at most %us (the "
+				 "clients have given up long before, and the next "
+				 "upstream would wait as long)", e->value,
 				 CONFIG_UPSTREAM_TIMEOUT_MAX_MS / 1000);
 		}
 	} else if (!strcmp(k, "reset_on_timeout")) {

@@ -103,9 +103,14 @@ int config__parse_host(const char *host, uint16_t port, struct config_addr *out)
 	if (scope) {
 		uint32_t id;
 		char why[8];
-		if (config__parse_number(scope, 1, UINT32_MAX, &id, why,
-					 sizeof(why)) != 0 &&
-		    (id = if_nametoindex(scope)) == 0)
+		/* An empty scope, or a number no interface index can be (0),
+		 * is no name of an interface either: just a bad address. */
+		bool numeric = scope[strspn(scope, "0123456789")] == '\0';
+		int bad = config__parse_number(scope, 1, UINT32_MAX, &id, why,
+					       sizeof(why));
+		if (bad && numeric)
+			return -EINVAL;
+		if (bad && (id = if_nametoindex(scope)) == 0)
 			return -ENODEV;
 		sin6.sin6_scope_id = id;
 	}

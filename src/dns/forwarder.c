@@ -278,19 +278,6 @@ void fwd_retry_lost(struct dns_fwd *f, struct fwd_query *r, bool unreachable)
 	send_attempt(f, r);
 }
 
-void fwd_count_answer(struct dns_fwd *f, unsigned rcode)
-{
-	f->st.answers++;
-	if (rcode < 16)
-		f->st.rcode[rcode]++;
-	else if (rcode == DNS_RCODE_BADVERS)
-		f->st.rcode_badvers++;
-	else if (rcode == DNS_RCODE_BADCOOKIE)
-		f->st.rcode_badcookie++;
-	else
-		f->st.rcode_other++;
-}
-
 unsigned fwd_malformed(struct dns_fwd *f, const struct dns_msg *q)
 {
 	if (dns_flags_opcode(q->hdr.flags) != DNS_OPCODE_QUERY)
@@ -391,8 +378,10 @@ static void relay_answer(struct dns_fwd *f, struct fwd_query *r,
 		clear_counts(out);
 		len = resp->question_end;
 		if (resp->has_opt) {
-			/* Root owner, TYPE, CLASS and TTL; RDLENGTH 0. */
-			memmove(out + len, out + resp->opt_off, 9);
+			/* Root owner (written out: the upstream's may be a
+			 * pointer), TYPE, CLASS and TTL; RDLENGTH 0. */
+			out[len] = 0;
+			memmove(out + len + 1, out + resp->opt_rdata_off - 10, 8);
 			out[len + 9] = out[len + 10] = 0;
 			len += 11;
 			out[11] = 1;

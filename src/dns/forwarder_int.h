@@ -33,6 +33,8 @@
 #define FWD_UTCP_WBUF (FWD_UTCP_MAX_INFLIGHT * (DNS_FWD_QUERY_MAX + 2u))
 #define FWD_UTCP_RBUF (DNS_MSG_MAX + 2u)
 #define FWD_UTCP_NONE UINT8_MAX    /* fwd_query.utcp: not on a connection */
+_Static_assert(DNS_FWD_MAX_UPSTREAMS * FWD_UTCP_SLOTS < FWD_UTCP_NONE,
+	       "fwd_query.utcp holds the index of any upstream connection");
 
 /* A client address of either family, without the size of sockaddr_storage. */
 union fwd_sockaddr {

@@ -7,6 +7,19 @@
 
 #include "dns/forwarder_int.h"
 
+void fwd_count_answer(struct dns_fwd *f, unsigned rcode)
+{
+	f->st.answers++;
+	if (rcode < 16)
+		f->st.rcode[rcode]++;
+	else if (rcode == DNS_RCODE_BADVERS)
+		f->st.rcode_badvers++;
+	else if (rcode == DNS_RCODE_BADCOOKIE)
+		f->st.rcode_badcookie++;
+	else
+		f->st.rcode_other++;
+}
+
 void dns_fwd_stats(const struct dns_fwd *f, struct dns_fwd_stats *out)
 {
 	*out = f->st;

@@ -233,10 +233,9 @@ static int parse_rr(struct dns_msg *m, size_t *pos, unsigned sect)
 	if (type != DNS_TYPE_OPT)
 		return DNS_OK;
 	/* RFC 6891 6.1.1: one OPT, owned by the root, in the additional
-	 * section.  The owner must be the root octet itself, not a pointer
-	 * to one: whoever rewrites the OPT (the relay keeps its fixed part)
-	 * may count on its 11 octets. */
-	if (sect != 2 || m->has_opt || name_len != 1 || m->buf[start] != 0 ||
+	 * section.  The root may come as a pointer to a root octet: whoever
+	 * rewrites the OPT finds its fixed part from opt_rdata_off. */
+	if (sect != 2 || m->has_opt || name_len != 1 ||
 	    !opt_options_ok(m->buf + rdata, rdlen))
 		return DNS_ERR_EDNS;
 	uint32_t ttl = get32(f + 4);

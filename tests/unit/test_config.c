@@ -134,6 +134,8 @@ static void test_addresses(void **state)
 		{ "", 53, "not a numeric IP address" },
 		{ "[fe80::1%nosuchif0]:53", 0, "this host has no interface 'nosuchif0'" },
 		{ "[fe80::x%lo]:53", 0, "not a numeric IP address" },
+		{ "[fe80::1%0]:53", 0, "not a numeric IP address" },
+		{ "[fe80::1%]:53", 0, "not a numeric IP address" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct config_addr a;

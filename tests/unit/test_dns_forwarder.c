@@ -514,6 +514,26 @@ static void test_large_answer_truncated_for_client(void **state)
 	assert_int_equal(m.udp_size, 1232);
 	assert_true(m.edns_flags & DNS_EDNS_FLAG_DO);
 	assert_int_equal(stats(e).truncated, 2);
+
+	/* The upstream's OPT owned through a pointer to the root octet of
+	 * the question name (at 12 + 10 - 1): the cut answer's OPT is whole,
+	 * with a root octet of its own. */
+	forward_one(e, 7, "big.test", DNS_TYPE_A, 512, &s);
+	rlen = make_reply(r, s.q, s.len, 40, 4096, 0);
+	memmove(r + rlen - 10, r + rlen - 11, 11);
+	put16(r + rlen - 11, 0xC000 | (DNS_HEADER_LEN + 10 - 1));
+	rlen++;
+	assert_int_equal(dns_parse(&m, r, rlen), DNS_OK);
+	assert_true(m.has_opt);
+	assert_true(offer(e, 0, &s, r, rlen));
+	n = take(e->client, got, sizeof(got), NULL);
+	assert_int_equal(n, DNS_HEADER_LEN + 10 + 4 + 11);
+	assert_int_equal(dns_parse(&m, got, (size_t)n), DNS_OK);
+	assert_true(m.hdr.flags & DNS_FLAG_TC);
+	assert_true(m.has_opt);
+	assert_int_equal(got[DNS_HEADER_LEN + 10 + 4], 0);
+	assert_int_equal(m.udp_size, 1232);
+	assert_int_equal(stats(e).truncated, 3);
 	env_free(e);
 }
 

@@ -139,10 +139,10 @@ static void test_all_refused_servfail(void **state)
 }
 
 /*
- * The one retry after a lost connection is each upstream's.  Upstream 0
- * uses its own (a loss, a retry that then times out); when upstream 1
- * then loses its first connection too, it gets a retry as well, and no
- * failure: one ordinary close (RFC 7766 6.2.3) is not held against it.
+ * The retries after a lost connection are each upstream's.  Upstream 0
+ * uses one (a loss, a retry that then times out); when upstream 1 then
+ * loses its first connection too, it gets a retry as well, and no failure:
+ * one ordinary close (RFC 7766 6.2.3) is not held against it.
  */
 static void test_next_upstream_gets_its_own_retry(void **state)
 {
