@@ -10,7 +10,7 @@
  * queries back to forwarder.c for a retry.
  *
  * Each upstream also has FWD_UTCP_SOLO_CONNS solo connections, each of
- * which carries one query and is then closed: the queries already lost twice
+ * which carries one query and is never reused: the queries already lost twice
  * (fwd_retry_lost).  Some servers close the connection on a query they
  * refuse to answer; alone, such a query can only take itself down, and the
  * ones that were pipelined with it get their answers.  Several, so that one
@@ -49,7 +49,7 @@ void fwd_utcp_init(struct dns_fwd *f)
 	}
 }
 
-/* Whether r travels alone, on its upstream's solo connection. */
+/* Whether r travels alone, on one of its upstream's solo connections. */
 static bool wants_solo(const struct fwd_query *r)
 {
 	return r->losses >= FWD_UTCP_SOLO_AFTER;
